@@ -1,0 +1,85 @@
+"""The exception hierarchy.
+
+Everything a policy raises on purpose derives from :class:`ResilienceError`,
+so callers can catch one type at the edge.  Configuration mistakes are plain
+``ValueError`` raised at construction, naming the field.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from resilience.ratelimit.decision import Decision
+
+__all__ = [
+    "BulkheadFull",
+    "CircuitOpen",
+    "InvalidKey",
+    "RateLimited",
+    "ResilienceError",
+    "StoreError",
+    "StoreFull",
+    "StoreUnavailable",
+]
+
+
+class ResilienceError(Exception):
+    """Base class of every error a resilience policy raises on purpose."""
+
+
+class RateLimited(ResilienceError):
+    """A rate limiter refused the call.
+
+    ``retry_after`` is the wait after which the same request would be admitted
+    if nothing else arrives (``math.inf`` when it can never fit).
+    """
+
+    def __init__(self, decision: Decision, policy: str | None = None) -> None:
+        self.decision = decision
+        self.policy = policy
+        name = f" by {policy!r}" if policy else ""
+        super().__init__(f"rate limited{name}; retry after {decision.retry_after:.3f}s")
+
+    @property
+    def retry_after(self) -> float:
+        return self.decision.retry_after
+
+
+class CircuitOpen(ResilienceError):
+    """A circuit breaker is open (or its half-open probes are taken)."""
+
+    def __init__(self, name: str, retry_after: float) -> None:
+        self.name = name
+        self.retry_after = retry_after
+        super().__init__(f"circuit {name!r} is open; retry after {retry_after:.3f}s")
+
+
+class BulkheadFull(ResilienceError):
+    """A bulkhead had no free slot and no room (or time) left in its queue."""
+
+    def __init__(self, name: str, retry_after: float = 0.0) -> None:
+        self.name = name
+        self.retry_after = retry_after
+        super().__init__(f"bulkhead {name!r} is full")
+
+
+class StoreError(ResilienceError):
+    """A state store could not answer."""
+
+
+class StoreUnavailable(StoreError):
+    """The store is unreachable (outage, timeout); see ``on_store_error``."""
+
+
+class StoreFull(StoreError):
+    """The bounded in-memory store has no room for a new key.
+
+    Raised only when every stored key still carries state that matters (it is
+    not back to full capacity): dropping such a key would forgive a client that
+    is over its limit, so the store refuses the new key instead.
+    """
+
+
+class InvalidKey(ResilienceError, ValueError):
+    """A key is not a string or is longer than the store accepts."""

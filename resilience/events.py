@@ -1,0 +1,198 @@
+"""Typed events and the sinks that receive them.
+
+Policies emit frozen dataclasses.  Emission goes through an :class:`EventBus`;
+when the bus has no sinks the policy does not even build the event (it checks
+``bus.sinks`` first), so silence costs one attribute read.  A sink that raises
+is counted in ``bus.sink_errors`` and otherwise ignored: observability never
+breaks the protected call.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import structlog
+
+__all__ = [
+    "BulkheadRejected",
+    "CircuitStateChanged",
+    "Event",
+    "EventBus",
+    "RateLimitExceeded",
+    "RetryScheduled",
+    "Sink",
+    "StoreFailed",
+    "StructlogSink",
+    "default_bus",
+    "LEVELS",
+]
+
+Sink = Callable[["Event"], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Base of every event: which policy emitted it."""
+
+    policy: str
+    level: ClassVar[str] = "info"
+    kind: ClassVar[str] = "event"
+
+    def fields(self) -> dict[str, Any]:
+        """The event's fields as a plain dict (for logging and export)."""
+        return {f.name: getattr(self, f.name) for f in _fields_of(type(self))}
+
+
+_FIELDS: dict[type[Any], tuple[dataclasses.Field[Any], ...]] = {}
+
+
+def _fields_of(cls: type[Any]) -> tuple[dataclasses.Field[Any], ...]:
+    found = _FIELDS.get(cls)
+    if found is None:
+        found = _FIELDS[cls] = dataclasses.fields(cls)
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitExceeded(Event):
+    """A rate limiter rejected a request.  ``key`` is for logs, never for metric labels."""
+
+    key: str
+    cost: float
+    retry_after: float
+    level: ClassVar[str] = "debug"
+    kind: ClassVar[str] = "rate_limited"
+
+
+@dataclass(frozen=True, slots=True)
+class StoreFailed(Event):
+    """A store call failed and ``on_store_error`` decided the outcome."""
+
+    operation: str
+    error: str
+    action: str
+    level: ClassVar[str] = "warning"
+    kind: ClassVar[str] = "store_failed"
+
+
+@dataclass(frozen=True, slots=True)
+class CircuitStateChanged(Event):
+    """A circuit breaker moved from one state to another."""
+
+    old: str
+    new: str
+    reason: str = ""
+    level: ClassVar[str] = "warning"
+    kind: ClassVar[str] = "circuit_state_changed"
+
+
+@dataclass(frozen=True, slots=True)
+class RetryScheduled(Event):
+    """A retry will run after ``delay`` seconds."""
+
+    attempt: int
+    delay: float
+    error: str
+    level: ClassVar[str] = "info"
+    kind: ClassVar[str] = "retry_scheduled"
+
+
+@dataclass(frozen=True, slots=True)
+class BulkheadRejected(Event):
+    """A bulkhead refused a call (queue full or queue timeout)."""
+
+    reason: str
+    level: ClassVar[str] = "info"
+    kind: ClassVar[str] = "bulkhead_rejected"
+
+
+LEVELS: dict[str, int] = {"debug": 10, "info": 20, "warning": 30, "error": 40}
+
+
+def _level_of(sink: Sink) -> int:
+    """A sink's threshold: its ``min_level`` attribute, or debug (everything)."""
+    level = getattr(sink, "min_level", "debug")
+    if level not in LEVELS:
+        raise ValueError(f"sink min_level must be one of {list(LEVELS)}, got {level!r}")
+    return LEVELS[level]
+
+
+class StructlogSink:
+    """Log events through structlog at each event's level.
+
+    ``min_level="info"`` (the default) leaves out per-request events such as
+    rate-limit rejections (debug), so a flood of 429s does not become a flood
+    of log lines; state changes and store failures (warning) are logged.
+    """
+
+    __slots__ = ("_logger", "min_level")
+
+    def __init__(self, logger: Any = None, min_level: str = "info") -> None:
+        if min_level not in LEVELS:
+            raise ValueError(f"min_level must be one of {list(LEVELS)}, got {min_level!r}")
+        self._logger = logger if logger is not None else structlog.get_logger("resilience")
+        self.min_level = min_level
+
+    def __call__(self, event: Event) -> None:
+        log = getattr(self._logger, event.level)
+        log(event.kind, **event.fields())
+
+    def __repr__(self) -> str:
+        return f"StructlogSink(min_level={self.min_level!r})"
+
+
+class EventBus:
+    """Sinks, each with a minimum level.
+
+    ``sinks`` is a tuple (readers need no lock).  Policies test ``bus.sinks``
+    before building an info-or-above event and ``bus.debug`` before building a
+    per-request (debug) event, so an event nobody wants is never built.  A
+    sink that raises is counted in ``sink_errors`` and otherwise ignored.
+    """
+
+    __slots__ = ("_levels", "_lock", "debug", "sink_errors", "sinks")
+
+    def __init__(self, sinks: Iterable[Sink] = ()) -> None:
+        self._lock = threading.Lock()
+        self.sink_errors = 0
+        self._set(tuple(sinks))
+
+    def _set(self, sinks: tuple[Sink, ...]) -> None:
+        levels = tuple(_level_of(s) for s in sinks)
+        self._levels = levels
+        self.sinks: tuple[Sink, ...] = sinks
+        self.debug = any(level <= LEVELS["debug"] for level in levels)
+
+    def add(self, sink: Sink) -> None:
+        with self._lock:
+            self._set((*self.sinks, sink))
+
+    def remove(self, sink: Sink) -> None:
+        with self._lock:
+            self._set(tuple(s for s in self.sinks if s is not sink))
+
+    def clear(self) -> None:
+        with self._lock:
+            self._set(())
+
+    def emit(self, event: Event) -> None:
+        """Deliver ``event`` to every sink that wants its level; never raises."""
+        level = LEVELS.get(event.level, 20)
+        for sink, threshold in zip(self.sinks, self._levels, strict=False):
+            if level < threshold:
+                continue
+            try:
+                sink(event)
+            except Exception:
+                self.sink_errors += 1
+
+    def __repr__(self) -> str:
+        return f"EventBus({list(self.sinks)!r})"
+
+
+default_bus = EventBus([StructlogSink()])
+"""The bus every policy uses unless given ``events=``.  Starts with a structlog sink."""

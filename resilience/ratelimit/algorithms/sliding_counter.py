@@ -1,0 +1,151 @@
+"""Sliding-window counter: the sliding log's accuracy at a fixed-window's cost.
+
+The window of ``period`` seconds is cut into ``buckets`` aligned sub-buckets
+of ``period / buckets`` seconds.  The estimate of what the window holds at
+``now`` is the running total of the ``buckets`` most recent sub-buckets plus
+the one before them weighted by how much of it still overlaps the window
+(``buckets=1`` is the classic "previous window weighted" counter).  More
+buckets make the estimate finer; work per decision stays O(1) amortised
+because the total is kept running, not recounted.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from resilience.ratelimit.algorithms.base import (
+    INF,
+    Algorithm,
+    check_count,
+    check_period,
+    wait_until,
+    window_index,
+)
+from resilience.ratelimit.decision import Decision
+
+__all__ = ["SlidingWindowCounter"]
+
+
+class _Counter:
+    """Ring of ``buckets + 1`` sub-bucket counts ending at ``index``."""
+
+    __slots__ = ("index", "last", "ring", "total")
+
+    def __init__(self, slots: int, index: int) -> None:
+        self.ring: list[float] = [0] * slots
+        self.index = index  # the current sub-bucket
+        self.total: float = 0  # sum of the `buckets` newest sub-buckets (not the weighted one)
+        self.last = index  # newest sub-bucket with a non-zero count
+
+
+class SlidingWindowCounter(Algorithm):
+    """Approximate sliding window with ``buckets`` sub-buckets and a running total."""
+
+    kind: ClassVar[str] = "sliding-counter"
+    __slots__ = ("_slots", "_width", "buckets")
+
+    def __init__(self, limit: int, period: float = 1.0, buckets: int = 1) -> None:
+        self.limit = check_count(limit, "limit")
+        self.period = check_period(period)
+        self.buckets = check_count(buckets, "buckets")
+        self._width = self.period / self.buckets
+        self._slots = self.buckets + 1
+
+    @property
+    def capacity(self) -> float:
+        return self.limit
+
+    def params(self) -> dict[str, object]:
+        return {"limit": self.limit, "period": self.period, "buckets": self.buckets}
+
+    def _advance(self, state: _Counter, index: int) -> None:
+        """Move ``state`` forward to sub-bucket ``index`` (at most ``buckets + 1`` steps)."""
+        n = self.buckets
+        slots = self._slots
+        ring = state.ring
+        current = state.index
+        if index - current > n:
+            for i in range(slots):
+                ring[i] = 0
+            state.total = 0
+            state.index = index
+            return
+        while current < index:
+            state.total -= ring[(current - n + 1) % slots]  # becomes the weighted bucket
+            current += 1
+            ring[current % slots] = 0  # reuses the slot of the bucket that left
+        state.index = current
+
+    def _threshold(self, index: int, weighted: float, total: float, cost: float) -> float:
+        """Earliest time within sub-bucket ``index`` at which ``cost`` fits (INF if none)."""
+        room = self.limit - cost - total
+        if room < 0:
+            return INF
+        width = self._width
+        if weighted <= room:
+            return index * width
+        return index * width + width * (1.0 - room / weighted)
+
+    def decide(self, state: _Counter | None, now: float, cost: float) -> tuple[_Counter | None, Decision]:
+        limit = self.limit
+        width = self._width
+        n = self.buckets
+        slots = self._slots
+        index = window_index(now, width)
+        if state is None:
+            if cost > limit:
+                return None, Decision(False, limit, limit, INF, 0.0)
+            state = _Counter(slots, index)
+        elif index > state.index:
+            self._advance(state, index)
+        elif index < state.index:  # a clock that went backwards: stay in the newest bucket
+            index = state.index
+        ring = state.ring
+        weighted = ring[(index - n) % slots]
+        total = state.total
+        phase = (now - index * width) / width
+        estimate = weighted * (1.0 - phase) + total if weighted else total
+        reset = (state.last + n + 1) * width - now if (total or weighted) else 0.0
+        if cost > limit:
+            return state, Decision(False, limit, _floor(limit - estimate), INF, reset)
+        if now >= self._threshold(index, weighted, total, cost):
+            ring[index % slots] += cost
+            state.total = total + cost
+            state.last = index
+            return state, Decision(
+                True, limit, _floor(limit - estimate - cost), 0.0, (index + n + 1) * width - now
+            )
+        return state, Decision(
+            False, limit, _floor(limit - estimate), wait_until(now, self._allow_at(state, cost)), reset
+        )
+
+    def _allow_at(self, state: _Counter, cost: float) -> float:
+        """Simulate sub-buckets ahead (no arrivals) until ``cost`` fits; O(buckets)."""
+        n = self.buckets
+        slots = self._slots
+        ring = state.ring
+        index = state.index
+        total = state.total
+        weighted = ring[(index - n) % slots]
+        for step in range(n + 1):
+            if step:
+                weighted = ring[(index - n + 1) % slots]
+                total -= weighted
+                index += 1
+            at = self._threshold(index, weighted, total, cost)
+            if at < INF:
+                return at
+        return (index + 1) * self._width  # unreachable while cost <= limit
+
+    def full_at(self, state: _Counter | None) -> float:
+        if state is None:
+            return -INF
+        if not state.total and not state.ring[(state.index - self.buckets) % self._slots]:
+            return -INF
+        return (state.last + self.buckets + 1) * self._width
+
+
+def _floor(value: float) -> int:
+    """Floor of a count estimate, clamped at zero, tolerant of rounding."""
+    whole = int(value + 1e-9)
+    return whole if whole > 0 else 0

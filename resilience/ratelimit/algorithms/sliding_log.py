@@ -1,0 +1,88 @@
+"""Sliding-window log: exact, at the price of one entry per admitted request.
+
+Keeps the time (and cost) of every admitted request still inside the
+window, so at most ``limit`` cost is admitted in *any* interval of
+``period`` seconds.  Memory per key is O(limit); prefer the sliding-window
+counter or GCRA for large limits.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import ClassVar
+
+from resilience.ratelimit.algorithms.base import (
+    INF,
+    Algorithm,
+    check_count,
+    check_period,
+    wait_until,
+)
+from resilience.ratelimit.decision import Decision
+
+__all__ = ["SlidingWindowLog"]
+
+
+class _Log:
+    """Admitted entries still in the window, oldest first, and their total cost."""
+
+    __slots__ = ("costs", "times", "total")
+
+    def __init__(self) -> None:
+        self.times: deque[float] = deque()
+        self.costs: deque[float] = deque()
+        self.total: float = 0
+
+
+class SlidingWindowLog(Algorithm):
+    """At most ``limit`` cost in any interval of ``period`` seconds, exactly."""
+
+    kind: ClassVar[str] = "sliding-log"
+    __slots__ = ()
+
+    def __init__(self, limit: int, period: float = 1.0) -> None:
+        self.limit = check_count(limit, "limit")
+        self.period = check_period(period)
+
+    @property
+    def capacity(self) -> float:
+        return self.limit
+
+    def decide(self, state: _Log | None, now: float, cost: float) -> tuple[_Log | None, Decision]:
+        period = self.period
+        limit = self.limit
+        if state is None:
+            if cost > limit:
+                return None, Decision(False, limit, limit, INF, 0.0)
+            state = _Log()
+        times = state.times
+        costs = state.costs
+        # An entry admitted at t counts during [t, t + period).
+        while times and times[0] + period <= now:
+            times.popleft()
+            state.total -= costs.popleft()
+        total = state.total
+        if cost > limit:
+            reset = times[-1] + period - now if times else 0.0
+            return state, Decision(False, limit, int(limit - total), INF, reset)
+        if total + cost <= limit:
+            times.append(now)
+            costs.append(cost)
+            state.total = total + cost
+            return state, Decision(True, limit, int(limit - total - cost), 0.0, period)
+        need = total + cost - limit
+        freed: float = 0
+        allow_at = INF
+        for t, c in zip(times, costs, strict=True):
+            freed += c
+            if freed >= need:
+                allow_at = t + period
+                break
+        return state, Decision(
+            False, limit, int(limit - total), wait_until(now, allow_at), times[-1] + period - now
+        )
+
+    def full_at(self, state: _Log | None) -> float:
+        if state is None or not state.times:
+            return -INF
+        return state.times[-1] + self.period

@@ -1,0 +1,171 @@
+"""Token bucket, GCRA and leaky bucket: one float of state per key.
+
+All three are the same machine seen from different sides.  A key's whole
+state is one float ``s``: the time at which its bucket is full again (GCRA
+calls it the *theoretical arrival time*; a leaky bucket's water level is
+``(s - now) / interval``; a token bucket holds ``burst - (s - now) / interval``
+tokens).  A request of cost ``c`` is admitted when ``now >= s - (burst - c) *
+interval``, and moves ``s`` to ``max(s, now) + c * interval``.  One float per
+key is what keeps idle keys small, and ``s <= now`` is exactly "back to full",
+which is what the store uses to reclaim keys.
+
+The classes differ in their parameters and, for the leaky bucket in
+``"shape"`` mode, in what an admission means: the request is queued and must
+wait ``Decision.delay`` so that requests leave at the steady rate.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from resilience.ratelimit.algorithms.base import (
+    INF,
+    Algorithm,
+    check_count,
+    check_period,
+    wait_until,
+)
+from resilience.ratelimit.decision import Decision
+
+__all__ = ["GCRA", "LeakyBucket", "TokenBucket"]
+
+_ROUND = 1e-9  # tolerance when flooring the informational ``remaining`` count
+
+
+class _VirtualTime(Algorithm):
+    """Shared transition for the one-float algorithms."""
+
+    __slots__ = ("_burst", "_interval", "_shape")
+
+    _burst: int
+    _interval: float
+    _shape: bool
+
+    def _setup(self, limit: object, period: object, burst: object, burst_field: str) -> None:
+        self.limit = check_count(limit, "limit")
+        self.period = check_period(period)
+        self._burst = self.limit if burst is None else check_count(burst, burst_field)
+        self._interval = self.period / self.limit
+        self._shape = False
+
+    @property
+    def capacity(self) -> float:
+        return self._burst
+
+    @property
+    def interval(self) -> float:
+        """Seconds per unit of cost (the emission interval)."""
+        return self._interval
+
+    def decide(self, state: float | None, now: float, cost: float) -> tuple[float | None, Decision]:
+        interval = self._interval
+        burst = self._burst
+        if state is None or state <= now:
+            if cost > burst:
+                return state, self.reject_forever(burst, 0.0)
+            full_at = now + cost * interval
+            remaining = int(burst - cost + _ROUND)
+            return full_at, Decision(True, self.limit, remaining, 0.0, full_at - now)
+        if cost > burst:
+            return state, self.reject_forever(
+                int(burst - (state - now) / interval + _ROUND), state - now
+            )
+        allow_at = state - (burst - cost) * interval
+        if now >= allow_at:
+            full_at = state + cost * interval
+            remaining = int(burst - (full_at - now) / interval + _ROUND)
+            if remaining < 0:
+                remaining = 0
+            delay = state - now if self._shape else 0.0
+            return full_at, Decision(True, self.limit, remaining, 0.0, full_at - now, delay)
+        remaining = int(burst - (state - now) / interval + _ROUND)
+        return state, Decision(
+            False, self.limit, remaining if remaining > 0 else 0, wait_until(now, allow_at), state - now
+        )
+
+    def full_at(self, state: float | None) -> float:
+        return -INF if state is None else state
+
+    def refund(self, state: float | None, now: float, cost: float) -> float | None:
+        """Give back ``cost`` admitted earlier (a cancelled shaped waiter)."""
+        if state is None:
+            return None
+        back = state - cost * self._interval
+        return back if back > now else None
+
+
+class TokenBucket(_VirtualTime):
+    """Refill ``limit`` tokens per ``period`` into a bucket holding ``burst`` (default ``limit``).
+
+    Admits at most ``burst + limit * dt / period`` cost in any interval ``dt``.
+    """
+
+    kind: ClassVar[str] = "token-bucket"
+    __slots__ = ()
+
+    def __init__(self, limit: int, period: float = 1.0, burst: int | None = None) -> None:
+        self._setup(limit, period, burst, "burst")
+
+    @property
+    def burst(self) -> int:
+        return self._burst
+
+    def params(self) -> dict[str, object]:
+        return {"limit": self.limit, "period": self.period, "burst": self._burst}
+
+
+class GCRA(_VirtualTime):
+    """Generic cell rate algorithm: one timestamp (the TAT) per key.
+
+    ``burst`` requests may arrive back to back; after that they are spaced by
+    ``period / limit``.  Same admission set as :class:`TokenBucket`.
+    """
+
+    kind: ClassVar[str] = "gcra"
+    __slots__ = ()
+
+    def __init__(self, limit: int, period: float = 1.0, burst: int | None = None) -> None:
+        self._setup(limit, period, burst, "burst")
+
+    @property
+    def burst(self) -> int:
+        return self._burst
+
+    def params(self) -> dict[str, object]:
+        return {"limit": self.limit, "period": self.period, "burst": self._burst}
+
+
+class LeakyBucket(_VirtualTime):
+    """A bucket of ``capacity`` (default ``limit``) that leaks ``limit`` per ``period``.
+
+    ``mode="police"`` meters: a request that would overflow is rejected, the
+    others pass at once.  ``mode="shape"`` queues: each admitted request gets
+    ``Decision.delay`` so that requests leave at the steady rate, and only a
+    request that would overflow the queue is rejected.
+    """
+
+    kind: ClassVar[str] = "leaky-bucket"
+    __slots__ = ("mode",)
+
+    mode: Literal["police", "shape"]
+
+    def __init__(
+        self,
+        limit: int,
+        period: float = 1.0,
+        capacity: int | None = None,
+        mode: Literal["police", "shape"] = "police",
+    ) -> None:
+        self._setup(limit, period, capacity, "capacity")
+        if mode not in ("police", "shape"):
+            raise ValueError(f"mode must be 'police' or 'shape', got {mode!r}")
+        self.mode = mode
+        self._shape = mode == "shape"
+
+    def params(self) -> dict[str, object]:
+        return {
+            "limit": self.limit,
+            "period": self.period,
+            "capacity": self._burst,
+            "mode": self.mode,
+        }

@@ -1,0 +1,238 @@
+"""``RateLimiter``: an algorithm, a store and a clock, with sync and async entry points.
+
+``try_acquire`` never blocks: it returns a :class:`Decision`.  ``acquire``
+waits (on the injected clock) until the request is admitted or the wait
+would exceed ``timeout``.  The waiting loop is written once, as steps, and
+run by the shared sync or async driver; a waiter that is cancelled while
+sleeping has consumed nothing (for shaping algorithms, its reserved slot is
+given back).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Awaitable, Callable
+from typing import Literal, ParamSpec, TypeVar
+
+from resilience.clock import Clock, now_function, resolve_clock
+from resilience.errors import RateLimited, StoreError
+from resilience.events import EventBus, RateLimitExceeded, StoreFailed, default_bus
+from resilience.policy import CALL, Policy, Steps, drive_async, drive_sync
+from resilience.ratelimit.algorithms.base import Algorithm, check_cost, check_period
+from resilience.ratelimit.decision import Decision
+from resilience.stores.base import RateLimitStore
+from resilience.stores.memory import MemoryStore
+
+__all__ = ["RateLimiter"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+StoreErrorPolicy = Literal["fail_open", "fail_closed"]
+
+
+class RateLimiter(Policy):
+    """Admit or reject requests per key with one algorithm.
+
+    ``store=None`` means a private :class:`MemoryStore`.  ``on_store_error``
+    says what a decision is when the store cannot answer: ``"fail_open"``
+    admits, ``"fail_closed"`` rejects with ``retry_after=store_error_retry_after``;
+    a ``fallback`` limiter (typically in memory) decides instead when given.
+    Every store failure is counted in ``store_errors`` and emitted as a
+    :class:`~resilience.events.StoreFailed` event.
+    """
+
+    __slots__ = (
+        "_adecide",
+        "_decide",
+        "_events",
+        "_now",
+        "_table",
+        "algorithm",
+        "clock",
+        "fallback",
+        "name",
+        "on_store_error",
+        "store",
+        "store_error_retry_after",
+        "store_errors",
+    )
+
+    def __init__(
+        self,
+        algorithm: Algorithm,
+        store: RateLimitStore | None = None,
+        clock: Clock | None = None,
+        name: str | None = None,
+        on_store_error: StoreErrorPolicy = "fail_open",
+        *,
+        fallback: RateLimiter | None = None,
+        store_error_retry_after: float = 1.0,
+        events: EventBus | None = None,
+    ) -> None:
+        if not isinstance(algorithm, Algorithm):
+            raise ValueError(f"algorithm must be a rate-limiting Algorithm, got {algorithm!r}")
+        if on_store_error not in ("fail_open", "fail_closed"):
+            raise ValueError(
+                f"on_store_error must be 'fail_open' or 'fail_closed', got {on_store_error!r}"
+            )
+        if name is not None and (not isinstance(name, str) or not name):
+            raise ValueError(f"name must be a non-empty string, got {name!r}")
+        self.algorithm = algorithm
+        self.clock = resolve_clock(clock)
+        self._now = now_function(self.clock)
+        self.name = name or algorithm.spec()
+        self.store: RateLimitStore = MemoryStore() if store is None else store
+        self.on_store_error: StoreErrorPolicy = on_store_error
+        self.fallback = fallback
+        self.store_error_retry_after = check_period(store_error_retry_after, "store_error_retry_after")
+        self.store_errors = 0
+        self._events = default_bus if events is None else events
+        self._table = self.store.table(algorithm, self._now, self.name)
+        self._decide = self._table.decide
+        self._adecide = self._table.adecide
+
+    # -- non-blocking decisions -------------------------------------------------
+
+    def try_acquire(self, key: str = "global", cost: float = 1) -> Decision:
+        """Decide now; never blocks.  Consumes ``cost`` only when allowed."""
+        if cost.__class__ is not int or cost < 1:
+            check_cost(cost)
+        try:
+            decision = self._decide(key, cost, self._now())
+        except StoreError as exc:
+            return self._store_failed(exc, key, cost)
+        if not decision[0] and self._events.debug:
+            self._emit_rejected(key, cost, decision)
+        return decision
+
+    async def atry_acquire(self, key: str = "global", cost: float = 1) -> Decision:
+        """``try_acquire`` for async code; never blocks the event loop."""
+        if cost.__class__ is not int or cost < 1:
+            check_cost(cost)
+        try:
+            decision = await self._adecide(key, cost, self._now())
+        except StoreError as exc:
+            fallback = self.fallback
+            if fallback is not None:
+                self._count_store_error(exc, "fallback")
+                return await fallback.atry_acquire(key, cost)
+            return self._store_failed(exc, key, cost)
+        if not decision[0] and self._events.debug:
+            self._emit_rejected(key, cost, decision)
+        return decision
+
+    # -- waiting -----------------------------------------------------------------
+
+    def acquire(self, key: str = "global", cost: float = 1, timeout: float | None = None) -> Decision:
+        """Wait until admitted; raise :class:`RateLimited` if that would exceed ``timeout``."""
+        steps = self._acquire_steps(key, cost, _check_timeout(timeout), wait=True)
+        return drive_sync(steps, self.clock, self.try_acquire, (key, cost))
+
+    async def aacquire(
+        self, key: str = "global", cost: float = 1, timeout: float | None = None
+    ) -> Decision:
+        """Async ``acquire``: a cancelled waiter consumes no quota."""
+        steps = self._acquire_steps(key, cost, _check_timeout(timeout), wait=True)
+        return await drive_async(steps, self.clock, self.atry_acquire, (key, cost))
+
+    def _acquire_steps(
+        self, key: str, cost: float, timeout: float | None, *, wait: bool
+    ) -> Steps[Decision]:
+        """The one waiting loop: yields CALL for a decision, or seconds to sleep."""
+        check_cost(cost)
+        start = self._now()
+        while True:
+            decision: Decision = yield CALL
+            waited = self._now() - start
+            if decision.allowed:
+                delay = decision.delay
+                if delay > 0.0:
+                    if timeout is not None and waited + delay > timeout:
+                        self._table.refund(key, cost, self._now())
+                        raise RateLimited(decision._replace(allowed=False, retry_after=delay), self.name)
+                    try:
+                        yield delay
+                    except BaseException:
+                        self._table.refund(key, cost, self._now())
+                        raise
+                return decision
+            retry_after = decision.retry_after
+            if (
+                not wait
+                or retry_after == math.inf
+                or (timeout is not None and waited + retry_after > timeout)
+            ):
+                raise RateLimited(decision, self.name)
+            yield retry_after
+
+    # -- as a policy (compose member, decorator) ----------------------------------
+
+    def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run ``fn`` if the ``"global"`` key admits one request; else raise ``RateLimited``."""
+        decision = self.try_acquire()
+        if not decision[0]:
+            raise RateLimited(decision, self.name)
+        if decision.delay:
+            self._shape_wait_sync("global", 1, decision.delay)
+        return fn(*args, **kwargs)
+
+    async def acall(
+        self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs
+    ) -> R:
+        decision = await self.atry_acquire()
+        if not decision[0]:
+            raise RateLimited(decision, self.name)
+        if decision.delay:
+            await self._shape_wait_async("global", 1, decision.delay)
+        return await fn(*args, **kwargs)
+
+    def _shape_wait_sync(self, key: str, cost: float, delay: float) -> None:
+        steps = self._shape_steps(key, cost, delay)
+        drive_sync(steps, self.clock)
+
+    async def _shape_wait_async(self, key: str, cost: float, delay: float) -> None:
+        await drive_async(self._shape_steps(key, cost, delay), self.clock)
+
+    def _shape_steps(self, key: str, cost: float, delay: float) -> Steps[None]:
+        try:
+            yield delay
+        except BaseException:
+            self._table.refund(key, cost, self._now())
+            raise
+
+    # -- failures and events -------------------------------------------------------
+
+    def _store_failed(self, exc: StoreError, key: str, cost: float) -> Decision:
+        fallback = self.fallback
+        if fallback is not None:
+            self._count_store_error(exc, "fallback")
+            return fallback.try_acquire(key, cost)
+        self._count_store_error(exc, self.on_store_error)
+        limit = self.algorithm.limit
+        if self.on_store_error == "fail_open":
+            return Decision(True, limit, limit, 0.0, 0.0)
+        return Decision(False, limit, 0, self.store_error_retry_after, 0.0)
+
+    def _count_store_error(self, exc: BaseException, action: str) -> None:
+        self.store_errors += 1
+        if self._events.sinks:
+            self._events.emit(StoreFailed(self.name, "decide", f"{type(exc).__name__}: {exc}", action))
+
+    def _emit_rejected(self, key: str, cost: float, decision: Decision) -> None:
+        self._events.emit(RateLimitExceeded(self.name, key, cost, decision.retry_after))
+
+    def __repr__(self) -> str:
+        return f"RateLimiter({self.algorithm!r}, store={self.store!r}, name={self.name!r})"
+
+
+def _check_timeout(timeout: float | None) -> float | None:
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or math.isnan(timeout):
+        raise ValueError(f"timeout must be a number of seconds or None, got {timeout!r}")
+    if timeout < 0:
+        raise ValueError(f"timeout must not be negative, got {timeout!r}")
+    return float(timeout)
+
+

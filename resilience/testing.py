@@ -1,0 +1,242 @@
+"""Test helpers shipped to users: a fake clock, arrival strategies, invariant checks.
+
+``FakeClock`` drives any policy deterministically.  With ``auto_advance=True``
+(the default) ``sleep``/``asleep`` move time forward at once, so a test of a
+waiting limiter takes no real time.  With ``auto_advance=False`` sleepers
+block until the test calls ``advance``, which is what you want to observe
+concurrent waiters, cancellation and timeouts.
+
+The hypothesis strategies (``arrivals``, ``bursty_arrivals`` ...) need the
+``hypothesis`` package (``pip install resilience-patterns[testing]``); it is
+imported only when they are called.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import heapq
+import math
+import threading
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from hypothesis.strategies import SearchStrategy
+
+    from resilience.ratelimit.algorithms.base import Algorithm
+    from resilience.ratelimit.decision import Decision
+
+__all__ = [
+    "FakeClock",
+    "arrivals",
+    "bursty_arrivals",
+    "costs",
+    "max_admitted_in_window",
+    "periodic_arrivals",
+    "random_arrivals",
+    "replay_decisions",
+]
+
+
+class FakeClock:
+    """A clock that moves only when told to (or when something sleeps on it)."""
+
+    def __init__(self, start: float = 0.0, *, auto_advance: bool = True) -> None:
+        if not math.isfinite(start):
+            raise ValueError(f"start must be finite, got {start!r}")
+        self._now = float(start)
+        self.auto_advance = auto_advance
+        self.sleeps: list[float] = []
+        self._cond = threading.Condition()
+        self._waiters: list[tuple[float, int, asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        self._seq = 0
+
+    def monotonic(self) -> float:
+        return self._now
+
+    def time(self) -> float:
+        """The same reading; for code that wants a ``time()`` method."""
+        return self._now
+
+    def advance(self, seconds: float) -> None:
+        """Move time forward and wake every sleeper whose deadline has come."""
+        if not (seconds >= 0 and math.isfinite(seconds)):
+            raise ValueError(f"advance() needs a finite, non-negative number, got {seconds!r}")
+        with self._cond:
+            self._now += seconds
+            now = self._now
+            due = []
+            while self._waiters and self._waiters[0][0] <= now:
+                due.append(heapq.heappop(self._waiters))
+            self._cond.notify_all()
+        for _, _, loop, future in due:
+            if loop.is_closed():
+                continue
+            loop.call_soon_threadsafe(_resolve, future)
+
+    def set(self, now: float) -> None:
+        """Jump to ``now`` (never backwards)."""
+        self.advance(max(0.0, now - self._now))
+
+    def sleep(self, seconds: float) -> None:
+        seconds = max(0.0, seconds)
+        self.sleeps.append(seconds)
+        if self.auto_advance:
+            self.advance(seconds)
+            return
+        with self._cond:
+            deadline = self._now + seconds
+            while self._now < deadline:
+                self._cond.wait()
+
+    async def asleep(self, seconds: float) -> None:
+        seconds = max(0.0, seconds)
+        self.sleeps.append(seconds)
+        if self.auto_advance:
+            self.advance(seconds)
+            await asyncio.sleep(0)  # a real suspension point, as a real sleep would be
+            return
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        with self._cond:
+            deadline = self._now + seconds
+            if deadline <= self._now:
+                future.set_result(None)
+            else:
+                self._seq += 1
+                heapq.heappush(self._waiters, (deadline, self._seq, loop, future))
+        await future
+
+    @property
+    def pending(self) -> int:
+        """How many async sleepers are waiting for time to move."""
+        with self._cond:
+            return sum(1 for *_, f in self._waiters if not f.done())
+
+    def __repr__(self) -> str:
+        return f"FakeClock(now={self._now!r})"
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+# -- invariant helpers ------------------------------------------------------------
+
+
+def max_admitted_in_window(
+    times: Sequence[float], period: float, weights: Sequence[float] | None = None
+) -> float:
+    """Largest total (count, or sum of ``weights``) of ``times`` in any ``[t, t + period)``.
+
+    ``times`` must be sorted.  Two pointers: O(n).
+    """
+    if period <= 0:
+        raise ValueError("period must be positive")
+    best: float = 0
+    total: float = 0
+    start = 0
+    for end, t in enumerate(times):
+        total += 1 if weights is None else weights[end]
+        while times[start] + period <= t:
+            total -= 1 if weights is None else weights[start]
+            start += 1
+        best = max(best, total)
+    return best
+
+
+def max_admitted_in_interval(times: Sequence[float], width: float) -> int:
+    """Largest count of ``times`` in any closed interval ``[t, t + width]`` (sorted input)."""
+    best = 0
+    for i, t in enumerate(times):
+        j = bisect.bisect_right(times, t + width)
+        best = max(best, j - i)
+    return best
+
+
+def replay_decisions(
+    algorithm: Algorithm,
+    schedule: Iterable[float | tuple[float, float]],
+    key: str = "k",
+) -> list[Decision]:
+    """Run ``algorithm`` over arrival times (or ``(time, cost)`` pairs) on a fake clock."""
+    from resilience.ratelimit.limiter import RateLimiter
+
+    clock = FakeClock()
+    limiter = RateLimiter(algorithm, clock=clock)
+    out = []
+    for item in schedule:
+        t, cost = item if isinstance(item, tuple) else (item, 1)
+        clock.set(t)
+        out.append(limiter.try_acquire(key, cost))
+    return out
+
+
+# -- hypothesis strategies -------------------------------------------------------------
+
+
+def _st() -> Any:
+    try:
+        from hypothesis import strategies
+    except ImportError as exc:  # pragma: no cover - exercised only without hypothesis
+        raise ImportError(
+            "resilience.testing strategies need hypothesis: pip install 'resilience-patterns[testing]'"
+        ) from exc
+    return strategies
+
+
+def random_arrivals(max_size: int = 200, horizon: float = 10.0) -> SearchStrategy[list[float]]:
+    """Sorted arrival times drawn uniformly over ``[0, horizon]``."""
+    st = _st()
+    return st.lists(
+        st.floats(0.0, horizon, allow_nan=False, allow_infinity=False), max_size=max_size
+    ).map(sorted)
+
+
+def periodic_arrivals(max_size: int = 200, max_interval: float = 1.0) -> SearchStrategy[list[float]]:
+    """Arrivals at a fixed interval, starting at a random offset."""
+    st = _st()
+    return st.builds(
+        lambda start, step, n: [start + step * i for i in range(n)],
+        st.floats(0.0, 5.0, allow_nan=False),
+        st.floats(0.001, max_interval, allow_nan=False),
+        st.integers(0, max_size),
+    )
+
+
+def bursty_arrivals(max_bursts: int = 8, max_burst_size: int = 40) -> SearchStrategy[list[float]]:
+    """Bursts of near-simultaneous arrivals separated by gaps; the limiter-breaking shape."""
+    st = _st()
+    burst = st.tuples(
+        st.floats(0.0, 3.0, allow_nan=False),  # gap before the burst
+        st.integers(1, max_burst_size),  # requests in the burst
+        st.floats(0.0, 0.01, allow_nan=False),  # spacing inside the burst
+    )
+
+    def build(bursts: list[tuple[float, int, float]]) -> list[float]:
+        t = 0.0
+        out: list[float] = []
+        for gap, size, spacing in bursts:
+            t += gap
+            for _ in range(size):
+                out.append(t)
+                t += spacing
+        return out
+
+    return st.lists(burst, max_size=max_bursts).map(build)
+
+
+def arrivals(max_size: int = 200) -> SearchStrategy[list[float]]:
+    """Any of the random, periodic and bursty shapes."""
+    st = _st()
+    return st.one_of(
+        random_arrivals(max_size), periodic_arrivals(max_size), bursty_arrivals()
+    )
+
+
+def costs(max_cost: int = 5) -> SearchStrategy[int]:
+    """Request costs (weights), mostly 1."""
+    st = _st()
+    return st.one_of(st.just(1), st.integers(1, max_cost))
