@@ -10,8 +10,8 @@ import pkgutil
 
 __path__ = pkgutil.extend_path(__path__, __name__)
 
-from resilience.clock import SYSTEM_CLOCK, Clock, SleepingClock, SystemClock  # noqa: E402
-from resilience.errors import (  # noqa: E402
+from resilience.clock import SYSTEM_CLOCK, Clock, SleepingClock, SystemClock
+from resilience.errors import (
     BulkheadFull,
     CircuitOpen,
     InvalidKey,
@@ -21,9 +21,9 @@ from resilience.errors import (  # noqa: E402
     StoreFull,
     StoreUnavailable,
 )
-from resilience.events import EventBus, default_bus  # noqa: E402
-from resilience.policy import Policy  # noqa: E402
-from resilience.ratelimit import (  # noqa: E402
+from resilience.events import EventBus, default_bus
+from resilience.policy import Policy
+from resilience.ratelimit import (
     GCRA,
     Algorithm,
     Decision,
@@ -38,7 +38,7 @@ from resilience.ratelimit import (  # noqa: E402
     parse_rate,
     rate_limit,
 )
-from resilience.stores import MemoryStore  # noqa: E402
+from resilience.stores import MemoryStore
 
 __version__ = "0.1.0"
 

@@ -150,9 +150,7 @@ class Policy(ABC):
         """Run ``fn(*args, **kwargs)`` under this policy."""
 
     @abstractmethod
-    async def acall(
-        self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs
-    ) -> R:
+    async def acall(self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """Await ``fn(*args, **kwargs)`` under this policy."""
 
     @overload

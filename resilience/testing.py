@@ -6,9 +6,8 @@ waiting limiter takes no real time.  With ``auto_advance=False`` sleepers
 block until the test calls ``advance``, which is what you want to observe
 concurrent waiters, cancellation and timeouts.
 
-The hypothesis strategies (``arrivals``, ``bursty_arrivals`` ...) need the
-``hypothesis`` package (``pip install resilience-patterns[testing]``); it is
-imported only when they are called.
+The hypothesis strategies (``arrivals``, ``bursty_arrivals`` ...) generate
+arrival schedules for users' own property tests of their limits.
 """
 
 from __future__ import annotations
@@ -19,11 +18,12 @@ import heapq
 import math
 import threading
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from hypothesis import strategies as st
+from hypothesis.strategies import SearchStrategy
 
 if TYPE_CHECKING:
-    from hypothesis.strategies import SearchStrategy
-
     from resilience.ratelimit.algorithms.base import Algorithm
     from resilience.ratelimit.decision import Decision
 
@@ -177,27 +177,17 @@ def replay_decisions(
 # -- hypothesis strategies -------------------------------------------------------------
 
 
-def _st() -> Any:
-    try:
-        from hypothesis import strategies
-    except ImportError as exc:  # pragma: no cover - exercised only without hypothesis
-        raise ImportError(
-            "resilience.testing strategies need hypothesis: pip install 'resilience-patterns[testing]'"
-        ) from exc
-    return strategies
-
-
 def random_arrivals(max_size: int = 200, horizon: float = 10.0) -> SearchStrategy[list[float]]:
     """Sorted arrival times drawn uniformly over ``[0, horizon]``."""
-    st = _st()
     return st.lists(
         st.floats(0.0, horizon, allow_nan=False, allow_infinity=False), max_size=max_size
     ).map(sorted)
 
 
-def periodic_arrivals(max_size: int = 200, max_interval: float = 1.0) -> SearchStrategy[list[float]]:
+def periodic_arrivals(
+    max_size: int = 200, max_interval: float = 1.0
+) -> SearchStrategy[list[float]]:
     """Arrivals at a fixed interval, starting at a random offset."""
-    st = _st()
     return st.builds(
         lambda start, step, n: [start + step * i for i in range(n)],
         st.floats(0.0, 5.0, allow_nan=False),
@@ -208,7 +198,6 @@ def periodic_arrivals(max_size: int = 200, max_interval: float = 1.0) -> SearchS
 
 def bursty_arrivals(max_bursts: int = 8, max_burst_size: int = 40) -> SearchStrategy[list[float]]:
     """Bursts of near-simultaneous arrivals separated by gaps; the limiter-breaking shape."""
-    st = _st()
     burst = st.tuples(
         st.floats(0.0, 3.0, allow_nan=False),  # gap before the burst
         st.integers(1, max_burst_size),  # requests in the burst
@@ -230,13 +219,9 @@ def bursty_arrivals(max_bursts: int = 8, max_burst_size: int = 40) -> SearchStra
 
 def arrivals(max_size: int = 200) -> SearchStrategy[list[float]]:
     """Any of the random, periodic and bursty shapes."""
-    st = _st()
-    return st.one_of(
-        random_arrivals(max_size), periodic_arrivals(max_size), bursty_arrivals()
-    )
+    return st.one_of(random_arrivals(max_size), periodic_arrivals(max_size), bursty_arrivals())
 
 
 def costs(max_cost: int = 5) -> SearchStrategy[int]:
     """Request costs (weights), mostly 1."""
-    st = _st()
     return st.one_of(st.just(1), st.integers(1, max_cost))

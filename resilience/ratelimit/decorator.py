@@ -74,9 +74,7 @@ class RateLimitPolicy(Policy):
         drive_sync(steps, limiter.clock, limiter.try_acquire, (key, cost))
         return fn(*args, **kwargs)
 
-    async def acall(
-        self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs
-    ) -> R:
+    async def acall(self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs) -> R:
         key, cost = self._key_and_cost(args, kwargs)
         limiter = self.limiter
         if not self.wait:

@@ -85,7 +85,9 @@ class RateLimiter(Policy):
         self.store: RateLimitStore = MemoryStore() if store is None else store
         self.on_store_error: StoreErrorPolicy = on_store_error
         self.fallback = fallback
-        self.store_error_retry_after = check_period(store_error_retry_after, "store_error_retry_after")
+        self.store_error_retry_after = check_period(
+            store_error_retry_after, "store_error_retry_after"
+        )
         self.store_errors = 0
         self._events = default_bus if events is None else events
         self._table = self.store.table(algorithm, self._now, self.name)
@@ -124,7 +126,9 @@ class RateLimiter(Policy):
 
     # -- waiting -----------------------------------------------------------------
 
-    def acquire(self, key: str = "global", cost: float = 1, timeout: float | None = None) -> Decision:
+    def acquire(
+        self, key: str = "global", cost: float = 1, timeout: float | None = None
+    ) -> Decision:
         """Wait until admitted; raise :class:`RateLimited` if that would exceed ``timeout``."""
         steps = self._acquire_steps(key, cost, _check_timeout(timeout), wait=True)
         return drive_sync(steps, self.clock, self.try_acquire, (key, cost))
@@ -150,7 +154,9 @@ class RateLimiter(Policy):
                 if delay > 0.0:
                     if timeout is not None and waited + delay > timeout:
                         self._table.refund(key, cost, self._now())
-                        raise RateLimited(decision._replace(allowed=False, retry_after=delay), self.name)
+                        raise RateLimited(
+                            decision._replace(allowed=False, retry_after=delay), self.name
+                        )
                     try:
                         yield delay
                     except BaseException:
@@ -177,9 +183,7 @@ class RateLimiter(Policy):
             self._shape_wait_sync("global", 1, decision.delay)
         return fn(*args, **kwargs)
 
-    async def acall(
-        self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs
-    ) -> R:
+    async def acall(self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs) -> R:
         decision = await self.atry_acquire()
         if not decision[0]:
             raise RateLimited(decision, self.name)
@@ -217,7 +221,9 @@ class RateLimiter(Policy):
     def _count_store_error(self, exc: BaseException, action: str) -> None:
         self.store_errors += 1
         if self._events.sinks:
-            self._events.emit(StoreFailed(self.name, "decide", f"{type(exc).__name__}: {exc}", action))
+            self._events.emit(
+                StoreFailed(self.name, "decide", f"{type(exc).__name__}: {exc}", action)
+            )
 
     def _emit_rejected(self, key: str, cost: float, decision: Decision) -> None:
         self._events.emit(RateLimitExceeded(self.name, key, cost, decision.retry_after))
@@ -234,5 +240,3 @@ def _check_timeout(timeout: float | None) -> float | None:
     if timeout < 0:
         raise ValueError(f"timeout must not be negative, got {timeout!r}")
     return float(timeout)
-
-

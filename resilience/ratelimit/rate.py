@@ -34,7 +34,9 @@ def parse_rate(text: str) -> tuple[int, float]:
         raise ValueError(f"rate must be a string like '100/minute', got {text!r}")
     match = _RATE.match(text)
     if match is None:
-        raise ValueError(f"rate {text!r} is not of the form '<limit>/<unit>' or '<n> per <m> <unit>'")
+        raise ValueError(
+            f"rate {text!r} is not of the form '<limit>/<unit>' or '<n> per <m> <unit>'"
+        )
     limit = int(match["limit"])
     if limit < 1:
         raise ValueError(f"rate {text!r}: limit must be at least 1")

@@ -30,12 +30,15 @@ def _int_option(name: str, value: str) -> int:
         raise ValueError(f"option {name}={value!r} must be a whole number") from None
 
 
-def _build(cls: type[Algorithm], allowed: tuple[str, ...], **fixed: str) -> Callable[..., Algorithm]:
+def _build(
+    cls: type[Algorithm], allowed: tuple[str, ...], **fixed: str
+) -> Callable[..., Algorithm]:
     def build(limit: int, period: float, options: dict[str, str]) -> Algorithm:
         unknown = set(options) - set(allowed)
         if unknown:
             raise ValueError(
-                f"{cls.kind} does not take option(s) {sorted(unknown)}; it takes {list(allowed) or 'none'}"
+                f"{cls.kind} does not take option(s) {sorted(unknown)}; "
+                f"it takes {list(allowed) or 'none'}"
             )
         kwargs: dict[str, object] = dict(fixed)
         for name, value in options.items():

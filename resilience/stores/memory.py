@@ -171,7 +171,11 @@ class MemoryStore:
     def __init__(self, max_keys: int = 100_000, *, max_key_length: int = 1024) -> None:
         if isinstance(max_keys, bool) or not isinstance(max_keys, int) or max_keys < 1:
             raise ValueError(f"max_keys must be a positive integer, got {max_keys!r}")
-        if isinstance(max_key_length, bool) or not isinstance(max_key_length, int) or max_key_length < 1:
+        if (
+            isinstance(max_key_length, bool)
+            or not isinstance(max_key_length, int)
+            or max_key_length < 1
+        ):
             raise ValueError(f"max_key_length must be a positive integer, got {max_key_length!r}")
         self.max_keys = max_keys
         self.max_key_length = max_key_length

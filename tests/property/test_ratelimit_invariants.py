@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 from hypothesis import HealthCheck, given, settings
@@ -20,15 +21,15 @@ from resilience.events import EventBus
 from resilience.ratelimit.algorithms.base import Algorithm
 from resilience.testing import FakeClock, arrivals, costs, max_admitted_in_window
 
-SETTINGS = settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
+SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 limits = st.integers(1, 20)
 periods = st.sampled_from([0.1, 0.25, 1.0, 3.0, 0.7])
 
 
-def run(algorithm: Algorithm, schedule: list[tuple[float, float]]) -> list[tuple[float, float, bool]]:
+def run(
+    algorithm: Algorithm, schedule: list[tuple[float, float]]
+) -> list[tuple[float, float, bool]]:
     clock = FakeClock()
     limiter = RateLimiter(algorithm, clock=clock, events=EventBus())
     out = []
@@ -41,9 +42,9 @@ def run(algorithm: Algorithm, schedule: list[tuple[float, float]]) -> list[tuple
 
 def weighted_schedules(max_cost: int = 1) -> st.SearchStrategy[list[tuple[float, float]]]:
     return arrivals(150).flatmap(
-        lambda times: st.lists(
-            costs(max_cost), min_size=len(times), max_size=len(times)
-        ).map(lambda cs: list(zip(times, cs, strict=True)))
+        lambda times: st.lists(costs(max_cost), min_size=len(times), max_size=len(times)).map(
+            lambda cs: list(zip(times, cs, strict=True))
+        )
     )
 
 
@@ -68,14 +69,18 @@ def max_in_closed_interval(times: list[float], weights: list[float], width: floa
 
 @SETTINGS
 @given(limits, periods, weighted_schedules(3))
-def test_sliding_log_admits_at_most_limit_in_any_period(limit: int, period: float, schedule: list[tuple[float, float]]) -> None:
+def test_sliding_log_admits_at_most_limit_in_any_period(
+    limit: int, period: float, schedule: list[tuple[float, float]]
+) -> None:
     times, weights = admitted(run(SlidingWindowLog(limit, period), schedule))
     assert max_admitted_in_window(times, period, weights) <= limit
 
 
 @SETTINGS
 @given(limits, periods, weighted_schedules(3))
-def test_fixed_window_admits_at_most_limit_per_aligned_window(limit: int, period: float, schedule: list[tuple[float, float]]) -> None:
+def test_fixed_window_admits_at_most_limit_per_aligned_window(
+    limit: int, period: float, schedule: list[tuple[float, float]]
+) -> None:
     per_window: dict[int, float] = {}
     for t, cost, ok in run(FixedWindow(limit, period), schedule):
         if ok:
@@ -135,7 +140,9 @@ def all_algorithms() -> st.SearchStrategy[Algorithm]:
     return st.one_of(
         st.builds(TokenBucket, limits, periods, st.integers(1, 10)),
         st.builds(GCRA, limits, periods, st.integers(1, 10)),
-        st.builds(LeakyBucket, limits, periods, st.integers(1, 10), st.sampled_from(["police", "shape"])),
+        st.builds(
+            LeakyBucket, limits, periods, st.integers(1, 10), st.sampled_from(["police", "shape"])
+        ),
         st.builds(FixedWindow, limits, periods),
         st.builds(SlidingWindowLog, limits, periods),
         st.builds(SlidingWindowCounter, limits, periods, st.integers(1, 6)),
@@ -218,7 +225,7 @@ def test_shape_mode_spaces_departures_by_the_emission_interval(
             departures.append(t + d.delay)
             assert d.delay <= capacity * period / limit + 1e-9
     interval = period / limit
-    for a, b in zip(departures, departures[1:], strict=False):
+    for a, b in itertools.pairwise(departures):
         assert b - a >= interval - 1e-9
 
 
@@ -260,7 +267,9 @@ def test_sliding_counter_matches_a_naive_recount(
     limit: int, period: float, buckets: int, schedule: list[tuple[float, float]]
 ) -> None:
     clock = FakeClock()
-    limiter = RateLimiter(SlidingWindowCounter(limit, period, buckets), clock=clock, events=EventBus())
+    limiter = RateLimiter(
+        SlidingWindowCounter(limit, period, buckets), clock=clock, events=EventBus()
+    )
     model = NaiveCounter(limit, period, buckets)
     for t, cost in schedule:
         clock.set(t)
@@ -275,7 +284,13 @@ def test_sliding_counter_matches_a_naive_recount(
 
 
 @SETTINGS
-@given(st.sampled_from(["token", "gcra", "police", "shape"]), limits, periods, st.integers(1, 10), weighted_schedules(3))
+@given(
+    st.sampled_from(["token", "gcra", "police", "shape"]),
+    limits,
+    periods,
+    st.integers(1, 10),
+    weighted_schedules(3),
+)
 def test_bucket_algorithms_match_a_naive_token_bucket(
     kind: str, limit: int, period: float, burst: int, schedule: list[tuple[float, float]]
 ) -> None:

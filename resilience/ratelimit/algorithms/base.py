@@ -133,7 +133,11 @@ class Algorithm(ABC):
         return f"{type(self).__name__}({args})"
 
     def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and other.params() == self.params()  # type: ignore[attr-defined]
+        return (
+            isinstance(other, Algorithm)
+            and type(other) is type(self)
+            and other.params() == self.params()
+        )
 
     def __hash__(self) -> int:
         return hash((type(self), tuple(self.params().items())))

@@ -37,7 +37,9 @@ class FixedWindow(Algorithm):
     def capacity(self) -> float:
         return self.limit
 
-    def decide(self, state: list[float] | None, now: float, cost: float) -> tuple[list[float] | None, Decision]:
+    def decide(
+        self, state: list[float] | None, now: float, cost: float
+    ) -> tuple[list[float] | None, Decision]:
         period = self.period
         window = window_index(now, period)
         end = (window + 1) * period

@@ -86,7 +86,9 @@ class SlidingWindowCounter(Algorithm):
             return index * width
         return index * width + width * (1.0 - room / weighted)
 
-    def decide(self, state: _Counter | None, now: float, cost: float) -> tuple[_Counter | None, Decision]:
+    def decide(
+        self, state: _Counter | None, now: float, cost: float
+    ) -> tuple[_Counter | None, Decision]:
         limit = self.limit
         width = self._width
         n = self.buckets
@@ -116,7 +118,11 @@ class SlidingWindowCounter(Algorithm):
                 True, limit, _floor(limit - estimate - cost), 0.0, (index + n + 1) * width - now
             )
         return state, Decision(
-            False, limit, _floor(limit - estimate), wait_until(now, self._allow_at(state, cost)), reset
+            False,
+            limit,
+            _floor(limit - estimate),
+            wait_until(now, self._allow_at(state, cost)),
+            reset,
         )
 
     def _allow_at(self, state: _Counter, cost: float) -> float:

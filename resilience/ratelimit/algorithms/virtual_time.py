@@ -80,7 +80,11 @@ class _VirtualTime(Algorithm):
             return full_at, Decision(True, self.limit, remaining, 0.0, full_at - now, delay)
         remaining = int(burst - (state - now) / interval + _ROUND)
         return state, Decision(
-            False, self.limit, remaining if remaining > 0 else 0, wait_until(now, allow_at), state - now
+            False,
+            self.limit,
+            remaining if remaining > 0 else 0,
+            wait_until(now, allow_at),
+            state - now,
         )
 
     def full_at(self, state: float | None) -> float:
