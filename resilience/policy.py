@@ -143,6 +143,7 @@ class Policy(ABC):
     decorator (``@policy``) picks the right one for sync or async functions.
     """
 
+    __slots__ = ()
     name: str
 
     @abstractmethod

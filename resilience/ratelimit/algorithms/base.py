@@ -24,6 +24,8 @@ from typing import Any, ClassVar
 
 from resilience.ratelimit.decision import Decision
 
+_new = tuple.__new__  # builds a Decision without the NamedTuple __new__ wrapper (2x faster)
+
 __all__ = [
     "Algorithm",
     "check_count",
@@ -126,7 +128,7 @@ class Algorithm(ABC):
 
     def reject_forever(self, remaining: int, reset_after: float) -> Decision:
         """The decision for a cost larger than the capacity: never admitted."""
-        return Decision(False, self.limit, remaining, INF, reset_after)
+        return _new(Decision, (False, self.limit, remaining, INF, reset_after, 0.0))
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.params().items())

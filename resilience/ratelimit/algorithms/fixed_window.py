@@ -20,6 +20,8 @@ from resilience.ratelimit.algorithms.base import (
 )
 from resilience.ratelimit.decision import Decision
 
+_new = tuple.__new__  # builds a Decision without the NamedTuple __new__ wrapper (2x faster)
+
 __all__ = ["FixedWindow"]
 
 
@@ -40,21 +42,35 @@ class FixedWindow(Algorithm):
     def decide(
         self, state: list[float] | None, now: float, cost: float
     ) -> tuple[list[float] | None, Decision]:
-        period = self.period
-        window = window_index(now, period)
-        end = (window + 1) * period
-        used = state[1] if state is not None and state[0] == window else 0
+        # state = [window end, cost used, window start]; the bounds are cached so the
+        # common case (same window) needs no floor division.
         limit = self.limit
+        if state is not None and state[2] <= now < state[0]:
+            end = state[0]
+            used = state[1]
+            start = state[2]
+        else:
+            window = window_index(now, self.period)
+            start = window * self.period
+            end = (window + 1) * self.period
+            used = 0
         if cost > limit:
-            return state, Decision(False, limit, int(limit - used), INF, end - now if used else 0.0)
+            return state, _new(
+                Decision, (False, limit, int(limit - used), INF, end - now if used else 0.0, 0.0)
+            )
         if used + cost <= limit:
             if state is None:
-                state = [window, cost]
+                state = [end, used + cost, start]
             else:
-                state[0] = window
+                state[0] = end
                 state[1] = used + cost
-            return state, Decision(True, limit, int(limit - used - cost), 0.0, end - now)
-        return state, Decision(False, limit, int(limit - used), wait_until(now, end), end - now)
+                state[2] = start
+            return state, _new(
+                Decision, (True, limit, int(limit - used - cost), 0.0, end - now, 0.0)
+            )
+        return state, _new(
+            Decision, (False, limit, int(limit - used), wait_until(now, end), end - now, 0.0)
+        )
 
     def full_at(self, state: list[float] | None) -> float:
-        return -INF if state is None else (state[0] + 1) * self.period
+        return -INF if state is None else state[0]

@@ -27,6 +27,8 @@ from resilience.ratelimit.algorithms.base import (
 )
 from resilience.ratelimit.decision import Decision
 
+_new = tuple.__new__  # builds a Decision without the NamedTuple __new__ wrapper (2x faster)
+
 __all__ = ["GCRA", "LeakyBucket", "TokenBucket"]
 
 _ROUND = 1e-9  # tolerance when flooring the informational ``remaining`` count
@@ -65,7 +67,7 @@ class _VirtualTime(Algorithm):
                 return state, self.reject_forever(burst, 0.0)
             full_at = now + cost * interval
             remaining = int(burst - cost + _ROUND)
-            return full_at, Decision(True, self.limit, remaining, 0.0, full_at - now)
+            return full_at, _new(Decision, (True, self.limit, remaining, 0.0, full_at - now, 0.0))
         if cost > burst:
             return state, self.reject_forever(
                 int(burst - (state - now) / interval + _ROUND), state - now
@@ -77,14 +79,18 @@ class _VirtualTime(Algorithm):
             if remaining < 0:
                 remaining = 0
             delay = state - now if self._shape else 0.0
-            return full_at, Decision(True, self.limit, remaining, 0.0, full_at - now, delay)
+            return full_at, _new(Decision, (True, self.limit, remaining, 0.0, full_at - now, delay))
         remaining = int(burst - (state - now) / interval + _ROUND)
-        return state, Decision(
-            False,
-            self.limit,
-            remaining if remaining > 0 else 0,
-            wait_until(now, allow_at),
-            state - now,
+        return state, _new(
+            Decision,
+            (
+                False,
+                self.limit,
+                remaining if remaining > 0 else 0,
+                wait_until(now, allow_at),
+                state - now,
+                0.0,
+            ),
         )
 
     def full_at(self, state: float | None) -> float:
