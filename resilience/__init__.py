@@ -10,7 +10,9 @@ import pkgutil
 
 __path__ = pkgutil.extend_path(__path__, __name__)
 
+from resilience.bulkhead import AdaptiveBulkhead, Bulkhead
 from resilience.clock import SYSTEM_CLOCK, Clock, SleepingClock, SystemClock
+from resilience.composition import Composition, compose
 from resilience.errors import (
     BulkheadFull,
     CircuitOpen,
@@ -22,6 +24,7 @@ from resilience.errors import (
     StoreUnavailable,
 )
 from resilience.events import EventBus, default_bus
+from resilience.fallbacks import Fallback, fallback
 from resilience.policy import Policy
 from resilience.ratelimit import (
     GCRA,
@@ -38,20 +41,26 @@ from resilience.ratelimit import (
     parse_rate,
     rate_limit,
 )
+from resilience.retrying import Backoff, Retry, RetryBudget, retry
 from resilience.stores import MemoryStore
+from resilience.timeouts import Timeout, timeout
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "GCRA",
-    "SYSTEM_CLOCK",
+    "AdaptiveBulkhead",
     "Algorithm",
+    "Backoff",
+    "Bulkhead",
     "BulkheadFull",
     "CircuitOpen",
     "Clock",
+    "Composition",
     "Decision",
     "EventBus",
+    "Fallback",
     "FixedWindow",
+    "GCRA",
     "InvalidKey",
     "LeakyBucket",
     "MemoryStore",
@@ -60,6 +69,9 @@ __all__ = [
     "RateLimited",
     "RateLimiter",
     "ResilienceError",
+    "Retry",
+    "RetryBudget",
+    "SYSTEM_CLOCK",
     "SleepingClock",
     "SlidingWindowCounter",
     "SlidingWindowLog",
@@ -67,10 +79,15 @@ __all__ = [
     "StoreFull",
     "StoreUnavailable",
     "SystemClock",
+    "Timeout",
     "TokenBucket",
     "__version__",
+    "compose",
     "default_bus",
+    "fallback",
     "parse_policy",
     "parse_rate",
     "rate_limit",
+    "retry",
+    "timeout",
 ]

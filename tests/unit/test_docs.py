@@ -10,7 +10,14 @@ import pytest
 from resilience import default_bus
 
 ROOT = Path(__file__).resolve().parents[2]
-PAGES = ["README.md", "docs/rate-limiting.md", "docs/testing.md"]
+PAGES = [
+    "README.md",
+    "docs/rate-limiting.md",
+    "docs/testing.md",
+    "docs/retry.md",
+    "docs/bulkhead.md",
+    "docs/timeout-fallback-compose.md",
+]
 BLOCK = re.compile(r"```python\n(.*?)```", re.DOTALL)
 
 

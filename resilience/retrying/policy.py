@@ -1,0 +1,393 @@
+"""``retry``: tenacity's engine behind a fast first attempt.
+
+The first attempt runs directly in ``call``/``acall``: when it succeeds (the
+common case) no tenacity object, generator or clock reading is created.
+Only after a retryable failure does the policy build a fresh tenacity
+``Retrying`` (a ``copy()`` of a template, so each call keeps its own
+statistics) and walk it with tenacity's own protocol: ``iter(state)`` answers
+``DoSleep(seconds)`` or the final result, and raises when it gives up.  That
+walk is a step generator run by the shared driver, so the sync and async
+slow paths are one loop, and sleeping goes through the injected clock.
+
+Everything tenacity decides with is a tenacity strategy object: the stop
+(``stop_after_attempt | stop_before_delay | never-wait | budget``), the wait
+(:class:`Backoff`, raised to a Retry-After when asked) and the retry
+predicate.  The deadline includes sleep time: a retry whose sleep would end
+at or after the deadline is not attempted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import math
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar, cast
+
+import tenacity
+from tenacity.retry import retry_if_exception
+from tenacity.stop import stop_after_attempt, stop_any, stop_base, stop_before_delay
+from tenacity.wait import WaitBaseT, wait_base, wait_none
+
+from resilience.clock import Clock, now_function, resolve_clock
+from resilience.events import EventBus, RetryScheduled, default_bus
+from resilience.policy import (
+    CALL,
+    Policy,
+    Steps,
+    decorate,
+    drive_async,
+    drive_sync,
+    is_async_callable,
+)
+from resilience.retrying.backoff import Backoff
+from resilience.retrying.budget import RetryBudget
+from resilience.retrying.retry_after import retry_after_of
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+__all__ = ["NEVER_RETRIED", "Retry", "retry"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+NEVER_RETRIED: Final = (asyncio.CancelledError, KeyboardInterrupt, SystemExit, GeneratorExit)
+"""Never retried (nor swallowed by fallback), whatever ``on`` says: they mean "stop"."""
+
+DEFAULT_BACKOFF: Final = Backoff(initial=0.1, maximum=10.0, multiplier=2.0, jitter="full")
+
+
+class _RetryAfterWait(wait_base):
+    """The backoff delay, raised to what the failure asked for (capped)."""
+
+    def __init__(
+        self, backoff: wait_base, max_retry_after: float, wall_time: Callable[[], float]
+    ) -> None:
+        self.backoff = backoff
+        self.max_retry_after = max_retry_after
+        self.wall_time = wall_time
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> float:
+        delay = float(self.backoff(retry_state))
+        outcome = retry_state.outcome
+        exc = outcome.exception() if outcome is not None else None
+        if exc is not None:
+            asked = retry_after_of(exc, self.wall_time)
+            if asked is not None:
+                if asked == math.inf:
+                    return math.inf  # "never": _stop_never_ready gives up
+                delay = max(delay, min(asked, self.max_retry_after))
+        return delay
+
+
+class _stop_never_ready(stop_base):  # tenacity's naming
+    """Give up when the wait is infinite (a cost that can never fit)."""
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
+        return retry_state.upcoming_sleep == math.inf
+
+
+class _stop_budget_spent(stop_base):  # tenacity's naming
+    """Give up when the shared budget refuses.  Checked last: it spends a token."""
+
+    def __init__(self, budget: RetryBudget) -> None:
+        self.budget = budget
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
+        return not self.budget.try_spend()
+
+
+class _CallState(tenacity.RetryCallState):
+    """tenacity's per-call state, timed by the injected clock instead of time.monotonic."""
+
+    def __init__(self, engine: tenacity.Retrying, now: Callable[[], float], start: float) -> None:
+        super().__init__(engine, None, (), {})
+        self._now = now
+        self.start_time = start
+
+    def set_result(self, val: Any) -> None:
+        super().set_result(val)
+        self.outcome_timestamp = self._now()
+
+    def set_exception(
+        self, exc_info: tuple[type[BaseException], BaseException, TracebackType | None]
+    ) -> None:
+        super().set_exception(exc_info)
+        self.outcome_timestamp = self._now()
+
+
+def exception_types(on: object) -> tuple[type[BaseException], ...]:
+    types = (on,) if isinstance(on, type) else on
+    if not isinstance(types, Iterable):
+        raise ValueError(f"on must be an exception type or a tuple of them, got {on!r}")
+    out = tuple(types)
+    if not out or not all(isinstance(t, type) and issubclass(t, BaseException) for t in out):
+        raise ValueError(f"on must be an exception type or a tuple of them, got {on!r}")
+    return out
+
+
+def _optional_seconds(value: object, field: str, *, positive: bool = True) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+        raise ValueError(f"{field} must be a number of seconds or None, got {value!r}")
+    if value < 0 or (positive and value == 0):
+        raise ValueError(f"{field} must be positive, got {value!r}")
+    return float(value)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    name = type(exc).__name__
+    return f"{name}: {text[:200]}" if text else name
+
+
+class Retry(Policy):
+    """Run a call again after a retryable failure, with backoff; see :func:`retry`."""
+
+    __slots__ = (
+        "_budget",
+        "_clock",
+        "_engine",
+        "_events",
+        "_needs_start",
+        "_now",
+        "_on",
+        "attempts",
+        "backoff",
+        "budget",
+        "deadline",
+        "max_retry_after",
+        "name",
+        "on",
+        "respect_retry_after",
+    )
+
+    def __init__(
+        self,
+        *,
+        attempts: int = 3,
+        on: type[BaseException] | tuple[type[BaseException], ...] = (Exception,),
+        backoff: WaitBaseT | None = DEFAULT_BACKOFF,
+        deadline: float | None = None,
+        budget: RetryBudget | None = None,
+        respect_retry_after: bool = True,
+        max_retry_after: float = 60.0,
+        clock: Clock | None = None,
+        name: str = "retry",
+        events: EventBus | None = None,
+    ) -> None:
+        if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
+            raise ValueError(f"attempts must be a whole number >= 1, got {attempts!r}")
+        if backoff is not None and not callable(backoff):
+            raise ValueError(
+                f"backoff must be a Backoff or a tenacity wait strategy, got {backoff!r}"
+            )
+        if budget is not None and not isinstance(budget, RetryBudget):
+            raise ValueError(f"budget must be a RetryBudget or None, got {budget!r}")
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"name must be a non-empty string, got {name!r}")
+        self.attempts = attempts
+        self.on = exception_types(on)
+        self.backoff = backoff
+        self.deadline = _optional_seconds(deadline, "deadline")
+        self.budget = budget
+        self.respect_retry_after = bool(respect_retry_after)
+        cap = _optional_seconds(max_retry_after, "max_retry_after", positive=False)
+        if cap is None or cap == math.inf:
+            raise ValueError(f"max_retry_after must be a finite number, got {max_retry_after!r}")
+        self.max_retry_after = cap
+        self.name = name
+        self._clock = resolve_clock(clock)
+        self._now = now_function(self._clock)
+        self._events = default_bus if events is None else events
+        self._on = self.on
+        self._budget = budget
+        self._needs_start = self.deadline is not None
+        self._engine = self._build_engine()
+
+    def _build_engine(self) -> tenacity.Retrying:
+        """The template every failing call copies: only tenacity strategy objects."""
+        stops: list[stop_base] = [stop_after_attempt(self.attempts)]
+        if self.deadline is not None:
+            stops.append(stop_before_delay(self.deadline))
+        stops.append(_stop_never_ready())
+        if self.budget is not None:
+            stops.append(_stop_budget_spent(self.budget))  # last: it spends a token
+        wait: wait_base = wait_none() if self.backoff is None else _as_wait(self.backoff)
+        if self.respect_retry_after:
+            wall = getattr(self._clock, "time", None)
+            wall_time = wall if callable(wall) else time.time
+            wait = _RetryAfterWait(wait, self.max_retry_after, wall_time)
+        never = NEVER_RETRIED
+        on = self.on
+
+        def retryable(exc: BaseException) -> bool:
+            return isinstance(exc, on) and not isinstance(exc, never)
+
+        return tenacity.Retrying(
+            stop=stop_any(*stops),
+            wait=wait,
+            retry=retry_if_exception(retryable),
+            reraise=True,
+        )
+
+    # -- fast paths -------------------------------------------------------------
+
+    def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run ``fn``; after a retryable failure, retry under tenacity's engine."""
+        if self._budget is not None:
+            self._budget.deposit()
+        start = self._now() if self._needs_start else 0.0
+        try:
+            return fn(*args, **kwargs)
+        except self._on as exc:
+            if isinstance(exc, NEVER_RETRIED):
+                raise
+            steps = self._steps(exc, start)
+        return cast(R, drive_sync(steps, self._clock, fn, args, kwargs))
+
+    async def acall(self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Await ``fn``; after a retryable failure, retry (sleeping on the clock)."""
+        if self._budget is not None:
+            self._budget.deposit()
+        start = self._now() if self._needs_start else 0.0
+        try:
+            return await fn(*args, **kwargs)
+        except self._on as exc:
+            if isinstance(exc, NEVER_RETRIED):
+                raise
+            steps = self._steps(exc, start)
+        return cast(R, await drive_async(steps, self._clock, fn, args, kwargs))
+
+    def __call__(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """Decorate ``fn``.  Without budget or deadline the wrapper inlines the first try."""
+        if self._budget is not None or self._needs_start:
+            return decorate(self, fn)
+        on = self._on
+        clock = self._clock
+        steps = self._steps
+        if is_async_callable(fn):
+
+            @functools.wraps(fn)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                try:
+                    return await fn(*args, **kwargs)
+                except on as exc:
+                    if isinstance(exc, NEVER_RETRIED):
+                        raise
+                    slow = steps(exc, 0.0)
+                return await drive_async(slow, clock, fn, args, kwargs)
+
+            async_wrapper.__resilience_policy__ = self  # type: ignore[attr-defined]
+            return async_wrapper
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(*args, **kwargs)
+            except on as exc:
+                if isinstance(exc, NEVER_RETRIED):
+                    raise
+                slow = steps(exc, 0.0)
+            return drive_sync(slow, clock, fn, args, kwargs)
+
+        wrapper.__resilience_policy__ = self  # type: ignore[attr-defined]
+        return wrapper
+
+    # -- the slow path: tenacity's iter protocol as driver steps -----------------
+
+    def _steps(self, first: BaseException, start: float) -> Steps[Any]:
+        engine = self._engine.copy()  # per call: its own statistics and iter state
+        engine.begin()
+        state = _CallState(engine, self._now, start if self._needs_start else self._now())
+        state.set_exception((type(first), first, first.__traceback__))
+        del first
+        events = self._events
+        while True:
+            try:
+                action = engine.iter(state)
+            except BaseException as exc:
+                if engine.iter_state.stop_run_result:
+                    exc.add_note(
+                        f"{self.name}: gave up after {state.attempt_number} attempt(s), "
+                        f"{state.idle_for:.3f}s asleep"
+                    )
+                raise
+            if not isinstance(action, tenacity.DoSleep):
+                return action  # a success: tenacity hands back the result
+            delay = float(action)
+            if events.sinks:
+                failed = state.outcome.exception() if state.outcome is not None else None
+                error = _describe(failed) if failed is not None else "result"
+                events.emit(RetryScheduled(self.name, state.attempt_number, delay, error))
+            state.prepare_for_next_attempt()
+            yield delay  # even 0: an async retry loop must let the event loop run
+            try:
+                result = yield CALL
+            except NEVER_RETRIED:
+                raise
+            except BaseException:
+                state.set_exception(sys.exc_info())  # type: ignore[arg-type]
+            else:
+                state.set_result(result)
+
+    def __repr__(self) -> str:
+        return (
+            f"Retry(attempts={self.attempts!r}, on={self.on!r}, backoff={self.backoff!r}, "
+            f"deadline={self.deadline!r}, budget={self.budget!r}, name={self.name!r})"
+        )
+
+
+def _as_wait(backoff: Callable[..., Any]) -> wait_base:
+    if isinstance(backoff, wait_base):
+        return backoff
+
+    class _Wrapped(wait_base):
+        def __call__(self, retry_state: tenacity.RetryCallState) -> float:
+            return float(backoff(retry_state))
+
+    return _Wrapped()
+
+
+def retry(
+    *,
+    attempts: int = 3,
+    on: type[BaseException] | tuple[type[BaseException], ...] = (Exception,),
+    backoff: WaitBaseT | None = DEFAULT_BACKOFF,
+    deadline: float | None = None,
+    budget: RetryBudget | None = None,
+    respect_retry_after: bool = True,
+    max_retry_after: float = 60.0,
+    clock: Clock | None = None,
+    name: str = "retry",
+    events: EventBus | None = None,
+) -> Retry:
+    """A retry policy: ``@retry(...)``, ``.call(fn, ...)`` or ``await .acall(fn, ...)``.
+
+    ``attempts`` counts the first try.  ``on`` lists the exception types worth
+    retrying (``CancelledError``, ``KeyboardInterrupt``, ``SystemExit`` and
+    ``GeneratorExit`` never are).  ``backoff`` is a :class:`Backoff` or any
+    tenacity wait strategy (``None``: no sleep).  ``deadline`` bounds the whole
+    call, sleeps included, from the first attempt's start.  ``budget`` is a
+    :class:`RetryBudget` shared with other policies.  With
+    ``respect_retry_after`` a failure's ``retry_after`` (or its HTTP
+    ``Retry-After`` header) raises the sleep, capped at ``max_retry_after``;
+    a ``retry_after`` of ``math.inf`` ends the retries.  On giving up the last
+    exception is re-raised with a note saying how many attempts were made.
+    """
+    return Retry(
+        attempts=attempts,
+        on=on,
+        backoff=backoff,
+        deadline=deadline,
+        budget=budget,
+        respect_retry_after=respect_retry_after,
+        max_retry_after=max_retry_after,
+        clock=clock,
+        name=name,
+        events=events,
+    )

@@ -1,0 +1,96 @@
+"""``timeout``: bound how long a call may take.
+
+Async calls are cancelled when time is up (``asyncio.timeout``), and the
+caller gets ``TimeoutError``.  A synchronous call cannot be interrupted
+safely in Python (killing a thread mid-call corrupts whatever it held), so
+the sync form lets the call finish and then raises ``TimeoutError`` if it
+took too long, discarding the late result.  That still matters: a caller
+that composes ``timeout`` with ``retry`` or a breaker sees a late answer as a
+failure, which is how the outside world sees it too.  Bound the call itself
+(socket timeouts, client options) to actually stop waiting.
+
+With an injected clock other than the system clock (``FakeClock`` in tests)
+the async deadline is driven by that clock: a watchdog sleeps on it and then
+fires the same ``asyncio.timeout`` context, so cancellation semantics are
+asyncio's own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Awaitable, Callable
+from typing import ParamSpec, TypeVar
+
+from resilience.clock import Clock, SystemClock, now_function, resolve_clock, sleep_async
+from resilience.policy import Policy
+
+__all__ = ["Timeout", "timeout"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class Timeout(Policy):
+    """Fail a call with ``TimeoutError`` after ``seconds``; see :func:`timeout`."""
+
+    __slots__ = ("_clock", "_now", "_system", "name", "seconds")
+
+    def __init__(
+        self, seconds: float, *, clock: Clock | None = None, name: str | None = None
+    ) -> None:
+        if (
+            isinstance(seconds, bool)
+            or not isinstance(seconds, int | float)
+            or not math.isfinite(seconds)
+            or seconds <= 0
+        ):
+            raise ValueError(f"seconds must be a positive, finite number, got {seconds!r}")
+        if name is not None and (not isinstance(name, str) or not name):
+            raise ValueError(f"name must be a non-empty string, got {name!r}")
+        self.seconds = float(seconds)
+        self.name = name or f"timeout({self.seconds:g}s)"
+        self._clock = resolve_clock(clock)
+        self._now = now_function(self._clock)
+        self._system = isinstance(self._clock, SystemClock)
+
+    def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run ``fn``; if it returned later than ``seconds``, raise ``TimeoutError`` instead."""
+        now = self._now
+        start = now()
+        result = fn(*args, **kwargs)
+        elapsed = now() - start
+        if elapsed > self.seconds:
+            raise TimeoutError(
+                f"{self.name}: call returned after {elapsed:.3f}s; its result was discarded"
+            )
+        return result
+
+    async def acall(self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Await ``fn``, cancelling it after ``seconds``; raises ``TimeoutError``."""
+        if self._system:
+            async with asyncio.timeout(self.seconds):
+                return await fn(*args, **kwargs)
+        async with asyncio.timeout(None) as scope:
+            watchdog = asyncio.get_running_loop().create_task(self._expire(scope))
+            try:
+                return await fn(*args, **kwargs)
+            finally:
+                watchdog.cancel()
+
+    async def _expire(self, scope: asyncio.Timeout) -> None:
+        await sleep_async(self._clock, self.seconds)
+        scope.reschedule(asyncio.get_running_loop().time())
+
+    def __repr__(self) -> str:
+        return f"Timeout({self.seconds!r})"
+
+
+def timeout(seconds: float, *, clock: Clock | None = None, name: str | None = None) -> Timeout:
+    """A policy that fails calls running longer than ``seconds`` with ``TimeoutError``.
+
+    Async: the call is cancelled at the deadline.  Sync: the call runs to the
+    end and ``TimeoutError`` replaces a late result (Python cannot interrupt
+    a running function safely); an exception from a late call propagates as is.
+    """
+    return Timeout(seconds, clock=clock, name=name)
