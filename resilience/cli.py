@@ -1,0 +1,233 @@
+"""The ``resilience`` command.
+
+``resilience replay FILE --policy SPEC ...`` replays a traffic log through
+rate-limiting policies on the log's own timestamps and compares them.  Usage
+mistakes (a missing file, an unknown policy, a CSV without the named column)
+print one argparse-style line and exit with status 2, never a traceback.
+Exit status 1 means the input held nothing that could be replayed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from resilience.ratelimit.algorithms import Algorithm
+from resilience.ratelimit.spec import ALGORITHMS, parse_policy
+from resilience.replay.keys import KeySpec
+
+__all__ = ["build_parser", "main"]
+
+_POLICY_HELP = (
+    "a rate-limiting policy, '<algorithm>:<rate>[,option=value...]', e.g. "
+    "'gcra:100/minute,burst=20', 'fixed-window:100/minute', "
+    "'sliding-counter:100/minute,buckets=4', 'leaky-shape:100/minute,capacity=20'; "
+    "repeat to compare several. Algorithms: " + ", ".join(sorted(ALGORITHMS))
+)
+
+
+def _policy(text: str) -> tuple[str, Algorithm]:
+    try:
+        return text, parse_policy(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _key(text: str) -> KeySpec:
+    try:
+        return KeySpec.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from resilience import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="resilience", description="Resilience patterns for Python services."
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    replay = commands.add_parser(
+        "replay",
+        help="replay a traffic log through rate-limiting policies and compare them",
+        description=(
+            "Replay an access log (Common/Combined Log Format), JSON lines or CSV through one "
+            "or more rate-limiting policies, on the log's own timestamps, and report per "
+            "policy what was admitted, rejected, the most one key got through in any window, "
+            "and the queueing delay shaping added."
+        ),
+    )
+    replay.add_argument(
+        "file", metavar="FILE", help="the log to replay ('-' for stdin; .gz read directly)"
+    )
+    replay.add_argument(
+        "--policy", "-p", dest="policies", action="append", type=_policy, required=True,
+        metavar="SPEC", help=_POLICY_HELP,
+    )  # fmt: skip
+    replay.add_argument(
+        "--key", "-k", type=_key, default="ip", metavar="ip|user|path|header:NAME",
+        help="what requests are counted against (default: ip)",
+    )  # fmt: skip
+    replay.add_argument(
+        "--format", "-f", dest="input_format", default="auto",
+        choices=("auto", "clf", "jsonl", "csv"), help="input format (default: auto-detect)",
+    )  # fmt: skip
+    replay.add_argument(
+        "--time-field", metavar="NAME",
+        help="jsonl/csv: the field holding the timestamp (default: the first of timestamp, "
+        "time, ts, @timestamp, ... present)",
+    )  # fmt: skip
+    replay.add_argument(
+        "--key-field", metavar="NAME",
+        help="jsonl/csv: the field holding the key (default: chosen from --key, e.g. ip, "
+        "client_ip, remote_addr for ip); JSON accepts dotted paths",
+    )  # fmt: skip
+    replay.add_argument(
+        "--top", type=_non_negative, default=10, metavar="N",
+        help="show each policy's N most rejected keys (default: 10; 0 hides the table)",
+    )  # fmt: skip
+    replay.add_argument(
+        "--plot", metavar="OUT.png", help="draw admitted vs rejected over time per policy "
+        "(needs matplotlib: the 'plot' extra)",
+    )  # fmt: skip
+    replay.add_argument(
+        "--bad-lines", type=_non_negative, default=10, metavar="N",
+        help="list the first N unusable lines with their line numbers (default: 10)",
+    )  # fmt: skip
+    replay.add_argument(
+        "--max-keys", type=_positive, default=1_000_000, metavar="N",
+        help="bound on live keys per policy, as MemoryStore(max_keys=N) (default: 1000000)",
+    )  # fmt: skip
+    replay.add_argument(
+        "--json", action="store_true", help="print the results as JSON instead of tables"
+    )
+    replay.add_argument(
+        "--no-progress", action="store_true", help="no progress bar (it shows only for big "
+        "files on an interactive terminal)",
+    )  # fmt: skip
+    replay.set_defaults(subparser=replay)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (0 ok, 1 nothing replayed, 2 usage)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse reports usage errors (and --help) by exiting
+        return exc.code if isinstance(exc.code, int) else 2
+    if args.command == "replay":
+        try:
+            return _replay(args, args.subparser)
+        except SystemExit as exc:
+            return exc.code if isinstance(exc.code, int) else 2
+        except KeyboardInterrupt:
+            print("resilience replay: interrupted", file=sys.stderr)
+            return 130
+        except BrokenPipeError:  # `resilience replay ... | head`: the reader left
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            return 1
+    return 2  # pragma: no cover - argparse requires a command
+
+
+def _replay(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from rich.console import Console
+
+    from resilience.replay.report import as_dict, progress_filter, render
+    from resilience.replay.runner import ReplayOptions, prepare, run
+
+    if args.plot:
+        _check_plot(args.plot, parser)
+    options = ReplayOptions(
+        path=args.file,
+        policies=args.policies,
+        key=args.key,
+        input_format=args.input_format,
+        time_field=args.time_field,
+        key_field=args.key_field,
+        max_keys=args.max_keys,
+        timeline=bool(args.plot),
+        bad_lines=args.bad_lines,
+    )
+    try:
+        prepared = prepare(options)
+    except FileNotFoundError:
+        parser.error(f"{args.file}: no such file")
+    except IsADirectoryError:
+        parser.error(f"{args.file}: is a directory")
+    except (OSError, EOFError) as exc:
+        parser.error(f"{args.file}: cannot read it: {getattr(exc, 'strerror', None) or exc}")
+    except ValueError as exc:
+        parser.error(str(exc))
+
+    err = Console(stderr=True)
+    try:
+        result = run(prepared, None if args.no_progress else progress_filter(err))
+    except (OSError, EOFError) as exc:
+        print(f"resilience replay: error: reading {args.file} failed: {exc}", file=sys.stderr)
+        return 1
+
+    if args.json:
+        print(json.dumps(as_dict(result, args.top), indent=2))
+    else:
+        render(result, Console(), args.top)
+    if args.plot and result.requests:
+        from resilience.replay.plot import plot
+
+        try:
+            out = plot(result, args.plot)
+        except OSError as exc:
+            print(f"resilience replay: error: cannot write {args.plot}: {exc}", file=sys.stderr)
+            return 1
+        print(f"plot written to {out}", file=sys.stderr)
+    if not result.requests:
+        print(
+            f"resilience replay: error: no usable request in {args.file} "
+            f"({result.bad.count} bad lines)",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def _check_plot(path: str, parser: argparse.ArgumentParser) -> None:
+    """Fail before a long replay, not after it: matplotlib present, directory exists."""
+    from resilience.replay.plot import PlotUnavailable, load_pyplot
+
+    try:
+        load_pyplot()
+    except PlotUnavailable as exc:
+        parser.error(str(exc))
+    folder = Path(path).parent
+    if not folder.is_dir():
+        parser.error(f"--plot: directory {folder} does not exist")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,31 @@
+"""Lines that could not be used: counted, and the first few kept with their line numbers."""
+
+from __future__ import annotations
+
+__all__ = ["BadLines", "snippet"]
+
+_SNIPPET = 60
+
+
+class BadLines:
+    """Count of unusable lines plus the first ``keep`` of them as ``(line number, reason)``."""
+
+    __slots__ = ("count", "first", "keep")
+
+    def __init__(self, keep: int = 10) -> None:
+        if isinstance(keep, bool) or not isinstance(keep, int) or keep < 0:
+            raise ValueError(f"keep must be a non-negative integer, got {keep!r}")
+        self.keep = keep
+        self.count = 0
+        self.first: list[tuple[int, str]] = []
+
+    def add(self, lineno: int, reason: str) -> None:
+        self.count += 1
+        if len(self.first) < self.keep:
+            self.first.append((lineno, reason))
+
+
+def snippet(line: str) -> str:
+    """The start of a line, quoted, for an error message."""
+    line = line.rstrip("\r\n")
+    return repr(line if len(line) <= _SNIPPET else line[:_SNIPPET] + "...")
