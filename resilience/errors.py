@@ -36,10 +36,14 @@ class RateLimited(ResilienceError):
     """
 
     def __init__(self, decision: Decision, policy: str | None = None) -> None:
+        # No super().__init__: BaseException.__new__ already stored (decision, policy)
+        # in self.args, and formatting the message here cost ~600 ns per rejection.
         self.decision = decision
         self.policy = policy
-        name = f" by {policy!r}" if policy else ""
-        super().__init__(f"rate limited{name}; retry after {decision.retry_after:.3f}s")
+
+    def __str__(self) -> str:
+        name = f" by {self.policy!r}" if self.policy else ""
+        return f"rate limited{name}; retry after {self.decision.retry_after:.3f}s"
 
     @property
     def retry_after(self) -> float:

@@ -21,7 +21,7 @@ from resilience.policy import CALL, Policy, Steps, drive_async, drive_sync
 from resilience.ratelimit.algorithms.base import Algorithm, check_cost, check_period
 from resilience.ratelimit.decision import Decision
 from resilience.stores.base import RateLimitStore
-from resilience.stores.memory import MemoryStore
+from resilience.stores.memory import MemoryStore, MemoryTable
 
 __all__ = ["RateLimiter"]
 
@@ -41,22 +41,6 @@ class RateLimiter(Policy):
     Every store failure is counted in ``store_errors`` and emitted as a
     :class:`~resilience.events.StoreFailed` event.
     """
-
-    __slots__ = (
-        "_adecide",
-        "_decide",
-        "_events",
-        "_now",
-        "_table",
-        "algorithm",
-        "clock",
-        "fallback",
-        "name",
-        "on_store_error",
-        "store",
-        "store_error_retry_after",
-        "store_errors",
-    )
 
     def __init__(
         self,
@@ -92,7 +76,14 @@ class RateLimiter(Policy):
         self._events = default_bus if events is None else events
         self._table = self.store.table(algorithm, self._now, self.name)
         self._decide = self._table.decide
-        self._adecide = self._table.adecide
+        # A memory table answers synchronously: calling it directly from atry_acquire
+        # saves creating and awaiting a coroutine per decision (~200 ns).
+        self._adecide = None if isinstance(self._table, MemoryTable) else self._table.adecide
+        if isinstance(self._table, MemoryTable):
+            # Shadow the method with the fused closure: same behaviour, one call level.
+            vars(self)["try_acquire"] = self._table.bind_try_acquire(
+                self._now, check_cost, self._events, self._emit_rejected, self._store_failed
+            )
 
     # -- non-blocking decisions -------------------------------------------------
 
@@ -113,7 +104,11 @@ class RateLimiter(Policy):
         if cost.__class__ is not int or cost < 1:
             check_cost(cost)
         try:
-            decision = await self._adecide(key, cost, self._now())
+            adecide = self._adecide
+            if adecide is None:
+                decision = self._decide(key, cost, self._now())
+            else:
+                decision = await adecide(key, cost, self._now())
         except StoreError as exc:
             fallback = self.fallback
             if fallback is not None:
@@ -190,6 +185,30 @@ class RateLimiter(Policy):
         if decision.delay:
             await self._shape_wait_async("global", 1, decision.delay)
         return await fn(*args, **kwargs)
+
+    def refund(self, key: str = "global", cost: float = 1) -> None:
+        """Give back ``cost`` admitted earlier for ``key``.
+
+        For the one-float algorithms (token bucket, GCRA, leaky bucket) the cost
+        is returned to the bucket; window algorithms cannot tell which window
+        a past admission belongs to, so for them this does nothing.  Used for
+        cancelled shaped waiters and for responses that should not count.
+        """
+        check_cost(cost)
+        self._table.refund(key, cost, self._now())
+
+    @property
+    def refundable(self) -> bool:
+        """Whether :meth:`refund` gives anything back with this algorithm."""
+        return callable(getattr(self.algorithm, "refund", None))
+
+    def wait_delay(self, key: str, cost: float, delay: float) -> None:
+        """Sleep out a shaped admission's ``Decision.delay``; refund if interrupted."""
+        self._shape_wait_sync(key, cost, delay)
+
+    async def await_delay(self, key: str, cost: float, delay: float) -> None:
+        """Async :meth:`wait_delay`: a cancelled waiter gives its slot back."""
+        await self._shape_wait_async(key, cost, delay)
 
     def _shape_wait_sync(self, key: str, cost: float, delay: float) -> None:
         steps = self._shape_steps(key, cost, delay)

@@ -23,7 +23,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from resilience.errors import InvalidKey, StoreFull
+from resilience.errors import InvalidKey, StoreError, StoreFull
+from resilience.events import EventBus
 from resilience.ratelimit.algorithms.base import INF, Algorithm
 from resilience.ratelimit.decision import Decision
 
@@ -39,7 +40,6 @@ class MemoryTable:
     __slots__ = (
         "_algorithm",
         "_data",
-        "decide",
         "_full_at",
         "_inserts",
         "_lock",
@@ -48,6 +48,7 @@ class MemoryTable:
         "_scan_pos",
         "_step",
         "_store",
+        "decide",
         "name",
     )
 
@@ -69,7 +70,10 @@ class MemoryTable:
 
     def _bind_decide(self) -> Callable[[str, float, float], Decision]:
         """The hot path as a closure: locals instead of attribute lookups."""
-        lock = self._lock
+        # lock.acquire()/release() are ~100 ns cheaper than `with lock:` on CPython 3.11
+        # (Lock.__enter__/__exit__ parse their arguments); try/finally is free.
+        acquire = self._lock.acquire
+        release = self._lock.release
         data = self._data
         get = data.get
         step = self._step
@@ -77,7 +81,8 @@ class MemoryTable:
 
         def decide(key: str, cost: float, now: float) -> Decision:
             """Atomically apply one request to ``key``'s state."""
-            with lock:
+            acquire()
+            try:
                 state = get(key)
                 if state is None:
                     return decide_new(key, cost, now)
@@ -85,8 +90,56 @@ class MemoryTable:
                 if new is not state:
                     data[key] = new
                 return decision
+            finally:
+                release()
 
         return decide
+
+    def bind_try_acquire(
+        self,
+        now: Callable[[], float],
+        check_cost: Callable[[float], object],
+        events: EventBus,
+        rejected: Callable[[str, float, Decision], None],
+        failed: Callable[[StoreError, str, float], Decision],
+    ) -> Callable[[str, float], Decision]:
+        """A limiter's whole ``try_acquire`` fused with this table, for speed.
+
+        Same steps as ``RateLimiter.try_acquire`` over :attr:`decide`, written as
+        one closure: on CPython each Python call level costs ~70 ns, about a
+        tenth of the allowed path (DESIGN.md 5 budgets 600 ns for it all).
+        """
+        acquire = self._lock.acquire
+        release = self._lock.release
+        data = self._data
+        get = data.get
+        step = self._step
+        decide_new = self._decide_new
+
+        def try_acquire(key: str = "global", cost: float = 1) -> Decision:
+            if cost.__class__ is not int or cost < 1:
+                check_cost(cost)
+            at = now()
+            try:
+                acquire()
+                try:
+                    state = get(key)
+                    if state is None:
+                        decision = decide_new(key, cost, at)
+                    else:
+                        new, decision = step(state, at, cost)
+                        if new is not state:
+                            data[key] = new
+                finally:
+                    release()
+            except StoreError as exc:
+                return failed(exc, key, cost)
+            if decision[0] or not events.debug:
+                return decision
+            rejected(key, cost, decision)
+            return decision
+
+        return try_acquire
 
     def __len__(self) -> int:
         return len(self._data)

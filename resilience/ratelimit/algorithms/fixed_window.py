@@ -68,9 +68,10 @@ class FixedWindow(Algorithm):
             return state, _new(
                 Decision, (True, limit, int(limit - used - cost), 0.0, end - now, 0.0)
             )
-        return state, _new(
-            Decision, (False, limit, int(limit - used), wait_until(now, end), end - now, 0.0)
-        )
+        retry_after = end - now
+        if now + retry_after < end:  # rare: rounding; walk up to the exact float
+            retry_after = wait_until(now, end)
+        return state, _new(Decision, (False, limit, int(limit - used), retry_after, end - now, 0.0))
 
     def full_at(self, state: list[float] | None) -> float:
         return -INF if state is None else state[0]

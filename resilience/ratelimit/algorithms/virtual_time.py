@@ -81,13 +81,16 @@ class _VirtualTime(Algorithm):
             delay = state - now if self._shape else 0.0
             return full_at, _new(Decision, (True, self.limit, remaining, 0.0, full_at - now, delay))
         remaining = int(burst - (state - now) / interval + _ROUND)
+        retry_after = allow_at - now
+        if now + retry_after < allow_at:  # rare: rounding; walk up to the exact float
+            retry_after = wait_until(now, allow_at)
         return state, _new(
             Decision,
             (
                 False,
                 self.limit,
                 remaining if remaining > 0 else 0,
-                wait_until(now, allow_at),
+                retry_after,
                 state - now,
                 0.0,
             ),
