@@ -10,6 +10,15 @@ import pkgutil
 
 __path__ = pkgutil.extend_path(__path__, __name__)
 
+from resilience.breaker import (
+    BreakerSnapshot,
+    BreakerStore,
+    CircuitBreaker,
+    CircuitState,
+    CountWindow,
+    MemoryBreakerStore,
+    TimeWindow,
+)
 from resilience.bulkhead import AdaptiveBulkhead, Bulkhead
 from resilience.clock import SYSTEM_CLOCK, Clock, SleepingClock, SystemClock
 from resilience.composition import Composition, compose
@@ -48,6 +57,13 @@ from resilience.timeouts import Timeout, timeout
 __version__ = "0.1.0"
 
 __all__ = [
+    "BreakerSnapshot",
+    "BreakerStore",
+    "CircuitBreaker",
+    "CircuitState",
+    "CountWindow",
+    "MemoryBreakerStore",
+    "TimeWindow",
     "AdaptiveBulkhead",
     "Algorithm",
     "Backoff",

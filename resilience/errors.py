@@ -41,6 +41,9 @@ class RateLimited(ResilienceError):
         self.decision = decision
         self.policy = policy
 
+    def __reduce__(self) -> tuple[type[RateLimited], tuple[Decision, str | None]]:
+        return (type(self), (self.decision, self.policy))
+
     def __str__(self) -> str:
         name = f" by {self.policy!r}" if self.policy else ""
         return f"rate limited{name}; retry after {self.decision.retry_after:.3f}s"
@@ -51,12 +54,21 @@ class RateLimited(ResilienceError):
 
 
 class CircuitOpen(ResilienceError):
-    """A circuit breaker is open (or its half-open probes are taken)."""
+    """A circuit breaker is open (or its half-open probes are taken).
+
+    The message is formatted on demand: building it in ``__init__`` cost more
+    than the rest of a rejection.
+    """
 
     def __init__(self, name: str, retry_after: float) -> None:
         self.name = name
         self.retry_after = retry_after
-        super().__init__(f"circuit {name!r} is open; retry after {retry_after:.3f}s")
+
+    def __reduce__(self) -> tuple[type[CircuitOpen], tuple[str, float]]:
+        return (type(self), (self.name, self.retry_after))
+
+    def __str__(self) -> str:
+        return f"circuit {self.name!r} is open; retry after {self.retry_after:.3f}s"
 
 
 class BulkheadFull(ResilienceError):

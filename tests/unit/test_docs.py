@@ -17,6 +17,7 @@ PAGES = [
     "docs/retry.md",
     "docs/bulkhead.md",
     "docs/timeout-fallback-compose.md",
+    "docs/circuit-breaker.md",
 ]
 BLOCK = re.compile(r"```python\n(.*?)```", re.DOTALL)
 

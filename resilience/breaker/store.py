@@ -1,0 +1,115 @@
+"""The seam between a breaker and where its state lives.
+
+A breaker asks its store once, at construction, for a *table*: the state of
+one named circuit.  Every transition goes through the table, so a shared
+store (Redis) can implement each method as one atomic script, keyed by the
+breaker's name.  Rules a table must keep, whatever holds the state:
+
+* ``acquire`` is the only way in; it may move open -> half-open (and says so
+  in ``Permit.transition``) and must admit at most ``half_open_max_calls``
+  probes per half-open round.
+* ``record`` and ``release`` ignore a permit whose ``token`` is not the
+  current state's: late outcomes never move the circuit or its timer.
+* Creating a table never resets existing state, and no state means closed.
+
+The breaker runs the protected call between ``acquire`` and ``record`` with
+no lock held.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol, runtime_checkable
+
+from resilience.breaker.config import BreakerConfig
+from resilience.breaker.state import BreakerSnapshot, CircuitState, Permit, Transition
+
+__all__ = ["BreakerStore", "BreakerTable", "ClosedRecorder"]
+
+
+class ClosedRecorder(Protocol):
+    """An in-process shortcut for the closed hot path (see ``BreakerTable.closed``)."""
+
+    @property
+    def permit(self) -> Permit: ...
+
+    def success(self) -> Transition | None:
+        """Count one plain (not failed, not slow, untimed) success, lock-free."""
+        ...
+
+
+@runtime_checkable
+class BreakerTable(Protocol):
+    """One circuit's state.  ``now`` arguments come from the breaker's clock;
+    a remote table may use its server's clock instead."""
+
+    @property
+    def local(self) -> bool:
+        """True when the sync methods never block (in-process), so async callers may use them."""
+        ...
+
+    @property
+    def closed(self) -> ClosedRecorder | None:
+        """While closed, and when a plain success needs no clock, a lock-free recorder.
+
+        The breaker then skips ``acquire``/``record`` for successful calls and
+        may report from async code synchronously, so only ``local`` tables may
+        offer one.  Remote tables return ``None`` and every call goes through
+        ``acquire``.
+        """
+        ...
+
+    def state(self, now: float) -> CircuitState:
+        """The state a call would meet at ``now`` (half-open once the open timer ran out)."""
+        ...
+
+    def acquire(self, now: float) -> Permit:
+        """May a call run?  Half-open: takes a probe slot."""
+        ...
+
+    def record(
+        self, permit: Permit, failed: bool, duration: float, now: float
+    ) -> Transition | None:
+        """The permitted call finished; ``duration`` is 0.0 when it was not timed."""
+        ...
+
+    def release(self, permit: Permit, now: float) -> None:
+        """The call's outcome does not count (ignored exception, interrupt): free its slot."""
+        ...
+
+    def force(self, state: CircuitState, now: float) -> Transition | None:
+        """Hold the circuit open or closed until ``reset``."""
+        ...
+
+    def reset(self, now: float) -> Transition | None:
+        """Closed, not held, with an empty window."""
+        ...
+
+    def snapshot(self, now: float) -> BreakerSnapshot: ...
+
+    async def astate(self, now: float) -> CircuitState: ...
+
+    async def aacquire(self, now: float) -> Permit: ...
+
+    async def arecord(
+        self, permit: Permit, failed: bool, duration: float, now: float
+    ) -> Transition | None: ...
+
+    async def arelease(self, permit: Permit, now: float) -> None: ...
+
+    async def aforce(self, state: CircuitState, now: float) -> Transition | None: ...
+
+    async def areset(self, now: float) -> Transition | None: ...
+
+    async def asnapshot(self, now: float) -> BreakerSnapshot: ...
+
+
+@runtime_checkable
+class BreakerStore(Protocol):
+    """Something that can hold circuit-breaker state (memory, Redis, ...)."""
+
+    def breaker_table(
+        self, name: str, config: BreakerConfig, now: Callable[[], float]
+    ) -> BreakerTable:
+        """The table for circuit ``name``; breakers with the same name share it."""
+        ...

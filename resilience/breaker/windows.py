@@ -1,0 +1,64 @@
+"""Which recent calls the closed breaker judges: the last N calls, or the last T seconds.
+
+Plain validated configuration; the running totals live in
+:mod:`resilience.breaker.metrics`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+__all__ = ["CountWindow", "TimeWindow", "Window"]
+
+MAX_BUCKETS = 10_000
+
+
+def _positive_int(value: object, field: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{field} must be a positive integer, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class CountWindow:
+    """The last ``size`` recorded calls (ignored calls do not count)."""
+
+    size: int = 100
+
+    def __post_init__(self) -> None:
+        _positive_int(self.size, "size")
+
+
+@dataclass(frozen=True, slots=True)
+class TimeWindow:
+    """The calls recorded in the last ``seconds``, kept in ``buckets`` equal slices.
+
+    The window slides a whole bucket at a time: it covers the current (partly
+    elapsed) bucket and the ``buckets - 1`` before it, so between
+    ``seconds * (buckets - 1) / buckets`` and ``seconds`` of history.  More
+    buckets slide more smoothly and cost a little more memory, never more
+    work per call.
+    """
+
+    seconds: float = 60.0
+    buckets: int = 10
+
+    def __post_init__(self) -> None:
+        seconds = self.seconds
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+            raise ValueError(f"seconds must be a positive number, got {seconds!r}")
+        if not (seconds > 0 and math.isfinite(seconds)):
+            raise ValueError(f"seconds must be a positive, finite number, got {seconds!r}")
+        _positive_int(self.buckets, "buckets")
+        if self.buckets > MAX_BUCKETS:
+            raise ValueError(f"buckets must be at most {MAX_BUCKETS}, got {self.buckets!r}")
+        object.__setattr__(self, "seconds", float(seconds))
+
+    @property
+    def width(self) -> float:
+        """Seconds per bucket."""
+        return self.seconds / self.buckets
+
+
+Window = CountWindow | TimeWindow
