@@ -148,14 +148,14 @@ class RateLimiter(Policy):
                 delay = decision.delay
                 if delay > 0.0:
                     if timeout is not None and waited + delay > timeout:
-                        self._table.refund(key, cost, self._now())
+                        self.refund(key, cost)
                         raise RateLimited(
                             decision._replace(allowed=False, retry_after=delay), self.name
                         )
                     try:
                         yield delay
                     except BaseException:
-                        self._table.refund(key, cost, self._now())
+                        self.refund(key, cost)
                         raise
                 return decision
             retry_after = decision.retry_after
@@ -195,7 +195,10 @@ class RateLimiter(Policy):
         cancelled shaped waiters and for responses that should not count.
         """
         check_cost(cost)
-        self._table.refund(key, cost, self._now())
+        try:
+            self._table.refund(key, cost, self._now())
+        except StoreError as exc:  # best effort: a lost refund only over-counts one request
+            self._count_store_error(exc, "refund_skipped")
 
     @property
     def refundable(self) -> bool:
@@ -221,7 +224,7 @@ class RateLimiter(Policy):
         try:
             yield delay
         except BaseException:
-            self._table.refund(key, cost, self._now())
+            self.refund(key, cost)
             raise
 
     # -- failures and events -------------------------------------------------------

@@ -1,0 +1,30 @@
+"""aiohttp middleware: rate limiting, load shedding (bulkhead) and circuit breaking.
+
+The same behaviour and options as ``resilience.asgi``, as aiohttp
+middlewares (``@web.middleware``, aiohttp 3.x).  See ``docs/web.md``.
+
+    from aiohttp import web
+    from resilience.aiohttp import rate_limit_middleware, client_ip
+    app = web.Application(middlewares=[rate_limit_middleware(limiter, key=client_ip())])
+
+This module is ``resilience.aiohttp``; inside it, ``import aiohttp`` still
+means the aiohttp package (imports are absolute).
+"""
+
+from resilience.aiohttp.breaker import circuit_breaker_middleware
+from resilience.aiohttp.bulkhead import bulkhead_middleware
+from resilience.aiohttp.ratelimit import rate_limit_headers_hook, rate_limit_middleware
+from resilience.web.keys import RequestKey, client_ip, header, key_from
+from resilience.web.rules import Rule
+
+__all__ = [
+    "RequestKey",
+    "Rule",
+    "bulkhead_middleware",
+    "circuit_breaker_middleware",
+    "client_ip",
+    "header",
+    "key_from",
+    "rate_limit_headers_hook",
+    "rate_limit_middleware",
+]

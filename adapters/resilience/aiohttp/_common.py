@@ -1,0 +1,32 @@
+"""aiohttp plumbing shared by the middlewares: problem responses, header lookups, websockets."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from aiohttp import web
+from resilience.web.keys import HeaderLookup
+from resilience.web.problem import CONTENT_TYPE
+
+__all__ = ["header_lookup", "is_websocket", "problem_response"]
+
+
+def problem_response(status: int, body: bytes, headers: Sequence[tuple[str, str]]) -> web.Response:
+    """Our own answer: status, headers and a problem+json body."""
+    return web.Response(status=status, body=body, content_type=CONTENT_TYPE, headers=list(headers))
+
+
+def header_lookup(request: web.Request) -> HeaderLookup:
+    """``lookup(name)`` -> every value of a header, for the key extractors."""
+    getall = request.headers.getall
+
+    def lookup(name: str) -> Sequence[str]:
+        return getall(name, ())
+
+    return lookup
+
+
+def is_websocket(request: web.Request) -> bool:
+    """A websocket handshake: passed through untouched, as ASGI passes websocket scopes."""
+    upgrade = request.headers.get("Upgrade")
+    return upgrade is not None and upgrade.lower() == "websocket"

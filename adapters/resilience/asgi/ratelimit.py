@@ -1,0 +1,128 @@
+"""``RateLimitMiddleware``: pure ASGI rate limiting with 429, Retry-After and RateLimit headers.
+
+Pure ASGI (no ``BaseHTTPMiddleware``): the request and response bodies are
+never buffered or copied, streaming works, and the allowed path costs one
+key lookup, one ``atry_acquire`` and one header append.  Only HTTP scopes are
+limited; ``lifespan`` and ``websocket`` scopes go to the app untouched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Iterable
+
+from resilience.asgi._asgi import (
+    ASGIApp,
+    HeaderInjector,
+    Receive,
+    Scope,
+    Send,
+    StatusRecorder,
+    send_problem,
+)
+from resilience.ratelimit.decision import Decision
+from resilience.ratelimit.limiter import RateLimiter
+from resilience.web.headers import HeaderStyle, retry_after_seconds
+from resilience.web.keys import DEFAULT_KEY, RequestKey
+from resilience.web.limiting import refund, shape
+from resilience.web.problem import bad_request_body
+from resilience.web.rules import Cost, Route, RouteTable, Rule, check_exempt, check_statuses
+
+__all__ = ["RateLimitMiddleware"]
+
+
+class RateLimitMiddleware:
+    """Limit HTTP requests per key; refuse the excess with 429 and an honest ``Retry-After``.
+
+    ``key``: ``client_ip(...)`` (default: the peer address), ``header(name)``,
+    ``key_from(fn)`` or any ``callable(scope) -> str | None``; a missing or
+    malformed value falls back to the client address.  ``cost``: a number
+    or ``callable(scope) -> number``.  ``headers``: ``"ietf"``
+    (``RateLimit-Policy`` + ``RateLimit``), ``"legacy"`` (``X-RateLimit-*``),
+    ``"both"`` or ``None``, sent on every limited response, 429s included.
+    ``exempt``: ``callable(scope) -> bool``; ``True`` skips limiting.
+    ``rules``: per-route :class:`~resilience.web.Rule` list, first match wins.
+    ``refund_statuses``: responses with these statuses give their cost back
+    (e.g. ``{401, 403}``): the request is counted on arrival, so a client at
+    its limit is refused even if it would have got a 401, and refunded when
+    the app answers with one of these statuses (needs a refundable
+    algorithm: TokenBucket, GCRA or LeakyBucket).
+    """
+
+    __slots__ = ("_default", "_refund", "_table", "app", "exempt")
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        limiter: RateLimiter,
+        key: RequestKey | Callable[[Scope], object] = DEFAULT_KEY,
+        cost: Cost = 1,
+        headers: HeaderStyle = "ietf",
+        exempt: Callable[[Scope], bool] | None = None,
+        *,
+        rules: Iterable[Rule] = (),
+        refund_statuses: Collection[int] = (),
+    ) -> None:
+        if not callable(app):
+            raise ValueError(f"app must be an ASGI application, got {app!r}")
+        self.app = app
+        self._refund = check_statuses(refund_statuses, "refund_statuses")
+        table = RouteTable(limiter, key, cost, headers, rules, refund_statuses=self._refund)
+        self._table = table if table.has_rules else None
+        self._default = table.default
+        self.exempt = check_exempt(exempt)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        exempt = self.exempt
+        if exempt is not None and exempt(scope):
+            await self.app(scope, receive, send)
+            return
+        table = self._table
+        route = self._default if table is None else table.resolve(scope["method"], scope["path"])
+        if route is None:
+            await self.app(scope, receive, send)
+            return
+        limiter = route.limiter
+        try:
+            key = route.key_scope(scope)
+            cost_fn = route.cost_fn
+            cost = route.cost if cost_fn is None else cost_fn(scope)
+            decision = await limiter.atry_acquire(key, cost)
+        except ValueError as exc:  # InvalidKey, or a cost function's bad answer: a 400, not a 500
+            await send_problem(send, 400, bad_request_body(limiter.name, str(exc)), [])
+            return
+        if not decision[0]:
+            await _refuse(send, route, decision)
+            return
+        if decision[5]:
+            await shape(limiter, key, cost, decision[5])
+        headers = route.headers
+        if not self._refund:
+            if headers is None:
+                await self.app(scope, receive, send)
+                return
+            await self.app(scope, receive, HeaderInjector(send, headers.asgi(decision)).send)
+            return
+        recorder = (
+            StatusRecorder(send)
+            if headers is None
+            else HeaderInjector(send, headers.asgi(decision))
+        )
+        await self.app(scope, receive, recorder.send)
+        if recorder.status in self._refund:
+            refund(limiter, key, cost)
+
+    def __repr__(self) -> str:
+        return f"RateLimitMiddleware({self.app!r}, {self._default.limiter!r})"
+
+
+async def _refuse(send: Send, route: Route, decision: Decision) -> None:
+    headers = [] if route.headers is None else route.headers.asgi(decision)
+    seconds = retry_after_seconds(decision[3])
+    if seconds is None:
+        await send_problem(send, 429, route.never_body, headers)
+        return
+    headers.append((b"retry-after", b"%d" % seconds))
+    await send_problem(send, 429, route.body, headers)

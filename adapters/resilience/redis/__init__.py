@@ -1,0 +1,12 @@
+"""Redis (and Valkey) as the distributed rate-limiting engine.
+
+``RedisStore(client)`` gives every ``RateLimiter`` that uses it state shared
+by all processes and hosts talking to the same Redis: each decision is one
+atomic Lua script (one ``EVALSHA`` round trip) with the same semantics as
+the in-memory store, bit for bit.  See ``docs/redis.md``.
+"""
+
+from resilience.redis.store import RedisStore
+from resilience.redis.table import RedisTable
+
+__all__ = ["RedisStore", "RedisTable"]

@@ -1,0 +1,139 @@
+-- Sliding-window log: every admitted request still in the window.  Mirrors
+-- resilience/ratelimit/algorithms/sliding_log.py (SlidingWindowLog.decide).
+--
+-- KEYS[1]  a list: element 0 is the running total of the costs, then one
+--          entry per admitted request, oldest first: its time, and its cost
+--          when not 1 (all packed).  No list = no state.
+-- ARGV     now ('' = server TIME), cost, packed {period, limit, ttl margin ms}
+-- Returns  "<allowed> <remaining> <retry_after> <reset_after> <delay>" (see reply)
+
+local now = clock(ARGV[1])
+local cost = tonumber(ARGV[2])
+local period, limit, margin = unpack_state(ARGV[3])
+local key = KEYS[1]
+local FIRST = 2 -- entries read with the total; most decisions drop none or one
+local BATCH = 16 -- entries per further LRANGE
+
+local function entry(e)
+  local t, c = unpack_state(e)
+  return t, c or 1
+end
+
+local batch = redis.call('LRANGE', key, 0, FIRST)
+local exists = #batch > 0
+local total = 0
+if exists then
+  total = unpack_state(batch[1])
+elseif cost > limit then
+  return reply(0, limit, INF, 0, 0)
+end
+
+-- Drop the entries that left the window: admitted at t, counted in [t, t + period).
+local popped = 0
+local first = 2
+while #batch >= first do
+  local stop = false
+  for i = first, #batch do
+    local t, c = entry(batch[i])
+    if t + period <= now then
+      total = total - c
+      popped = popped + 1
+    else
+      stop = true
+      break
+    end
+  end
+  if stop then
+    break
+  end
+  batch = redis.call('LRANGE', key, popped + 1, popped + BATCH)
+  first = 1
+end
+
+-- Write the new total in place of the last dropped entry, then trim up to it.
+local function store_total(new_total)
+  redis.call('LSET', key, popped, pack(new_total))
+  if popped > 0 then
+    redis.call('LTRIM', key, popped, -1)
+  end
+end
+
+-- When the newest entry leaves the window (the key is full again then), or nil.
+local function newest_full_at()
+  if redis.call('LLEN', key) - 1 - popped > 0 then
+    local t = entry(redis.call('LINDEX', key, -1))
+    return t + period
+  end
+  return nil
+end
+
+local function expire(full_at)
+  local life = 0
+  if full_at then
+    life = full_at - now
+  end
+  redis.call('PEXPIRE', key, ttl_ms(life, margin))
+end
+
+if cost > limit then
+  local full_at = newest_full_at()
+  if popped > 0 then
+    store_total(total)
+    expire(full_at)
+  end
+  local reset = 0
+  if full_at then
+    reset = full_at - now
+  end
+  return reply(0, trunc(limit - total), INF, reset, 0)
+end
+
+if total + cost <= limit then
+  local e
+  if cost == 1 then
+    e = pack(now)
+  else
+    e = pack(now, cost)
+  end
+  if exists then
+    store_total(total + cost)
+    redis.call('RPUSH', key, e)
+  else
+    redis.call('RPUSH', key, pack(total + cost), e)
+  end
+  redis.call('PEXPIRE', key, ttl_ms(period, margin))
+  return reply(1, trunc(limit - total - cost), 0, period, 0)
+end
+
+-- Rejected: the earliest time enough of the oldest entries have left.
+local need = total + cost - limit
+local freed = 0
+local allow_at = INF
+local pos = popped + 1
+local done = false
+while not done do
+  local chunk = redis.call('LRANGE', key, pos, pos + BATCH - 1)
+  for i = 1, #chunk do
+    local t, c = entry(chunk[i])
+    freed = freed + c
+    if freed >= need then
+      allow_at = t + period
+      done = true
+      break
+    end
+  end
+  if #chunk < BATCH then
+    break
+  end
+  pos = pos + BATCH
+end
+local full_at = newest_full_at()
+if popped > 0 then
+  store_total(total)
+  expire(full_at)
+end
+local reset = 0
+if full_at then
+  reset = full_at - now
+end
+return reply(0, trunc(limit - total), wait_until(now, allow_at), reset, 0)

@@ -1,0 +1,232 @@
+"""``RedisStore``: rate-limit state shared by every process and host.
+
+A store wraps a redis-py client (sync ``redis.Redis`` or asyncio
+``redis.asyncio.Redis``; cluster and Sentinel-managed clients work the same
+way) and hands each limiter a :class:`~resilience.redis.table.RedisTable`.
+Sync decisions (``try_acquire``) need a sync client, async ones
+(``atry_acquire``) an async client: pass one or both.  The async path never
+blocks the event loop; the store never calls a sync client from it.
+
+Time comes from the server (``clock="server"``: Redis ``TIME`` inside the
+script), so hosts whose clocks disagree still share one timeline.
+``clock="client"`` uses the ``now`` the limiter passes instead: for tests
+with a fake clock, and for servers where scripts may not call ``TIME``.
+
+``timeout`` bounds a decision.  The client's own connect and read timeouts
+do the bounding when they are at most ``timeout`` (:meth:`RedisStore.from_url`
+builds such clients, with redis-py's retries off).  For an async client
+without them the store adds ``asyncio.timeout`` to each call; a sync call
+cannot be cut short from outside, so for such a sync client the store warns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import math
+import warnings
+from collections.abc import Callable, Coroutine
+from typing import Any, Literal
+
+from resilience.ratelimit.algorithms.base import Algorithm, check_period
+from resilience.redis._exec import AsyncRunner, SyncRunner, timeout_problems
+from resilience.redis.table import RedisTable
+
+__all__ = ["RedisStore"]
+
+ClockChoice = Literal["server", "client"]
+
+
+def _is_async_client(client: object) -> bool:
+    return inspect.iscoroutinefunction(getattr(client, "execute_command", None))
+
+
+def _check_client(client: object, field: str) -> None:
+    if not callable(getattr(client, "execute_command", None)):
+        raise TypeError(f"{field} must be a redis-py client, got {client!r}")
+
+
+class RedisStore:
+    """Rate-limit state in Redis or Valkey: one atomic Lua script per decision.
+
+    ``client``: a ``redis.Redis`` or ``redis.asyncio.Redis`` (or cluster)
+    client; ``async_client``: an asyncio client to pair with a sync
+    ``client``.  ``key_prefix`` starts every key the store writes.
+    ``clock``: ``"server"`` (Redis ``TIME``) or ``"client"`` (the limiter's
+    clock).  ``timeout``: the longest a decision may take before it counts as
+    a store failure.  ``ttl_margin``: seconds added to each key's expiry
+    beyond the moment its state is full again.  ``max_key_length``: longer
+    keys raise :class:`~resilience.errors.InvalidKey`, as in the memory store.
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        *,
+        async_client: Any = None,
+        key_prefix: str = "rl:",
+        clock: ClockChoice = "server",
+        timeout: float = 0.25,
+        ttl_margin: float = 1.0,
+        max_key_length: int = 1024,
+    ) -> None:
+        _check_client(client, "client")
+        if _is_async_client(client):
+            if async_client is not None:
+                raise TypeError("client is already an asyncio client; pass a sync one as client")
+            self.sync_client: Any = None
+            self.async_client: Any = client
+        else:
+            self.sync_client = client
+            self.async_client = None
+            if async_client is not None:
+                _check_client(async_client, "async_client")
+                if not _is_async_client(async_client):
+                    raise TypeError(
+                        f"async_client must be a redis.asyncio client, got {async_client!r}"
+                    )
+                self.async_client = async_client
+        if not isinstance(key_prefix, str) or "{" in key_prefix or "}" in key_prefix:
+            raise ValueError(f"key_prefix must be a string without braces, got {key_prefix!r}")
+        if clock not in ("server", "client"):
+            raise ValueError(f"clock must be 'server' or 'client', got {clock!r}")
+        if isinstance(ttl_margin, bool) or not isinstance(ttl_margin, int | float):
+            raise ValueError(f"ttl_margin must be a number of seconds, got {ttl_margin!r}")
+        if not (0 <= ttl_margin < math.inf):
+            raise ValueError(f"ttl_margin must be finite and not negative, got {ttl_margin!r}")
+        if (
+            isinstance(max_key_length, bool)
+            or not isinstance(max_key_length, int)
+            or max_key_length < 1
+        ):
+            raise ValueError(f"max_key_length must be a positive integer, got {max_key_length!r}")
+        self.key_prefix = key_prefix
+        self.clock: ClockChoice = clock
+        self.timeout = check_period(timeout, "timeout")
+        self.run_sync = (
+            None if self.sync_client is None else SyncRunner(self.sync_client, self.timeout)
+        )
+        self.run_async = (
+            None if self.async_client is None else AsyncRunner(self.async_client, self.timeout)
+        )
+        self.ttl_margin = float(ttl_margin)
+        self.max_key_length = max_key_length
+        self.refund_errors = 0
+        self._owned: list[Any] = []
+        self._tasks: set[asyncio.Task[Any]] = set()
+        if self.run_sync is not None:
+            self._warn_if_unbounded(self.run_sync)
+
+    def _warn_if_unbounded(self, runner: SyncRunner) -> None:
+        if not runner.uses_pool and getattr(self.sync_client, "connection_pool", None) is None:
+            return  # cluster clients: settings not readable; documented instead
+        problems = timeout_problems(
+            self.sync_client, self.timeout, retries_apply=not runner.uses_pool
+        )
+        if problems:
+            warnings.warn(
+                f"RedisStore(timeout={self.timeout}) cannot bound sync decisions: the client "
+                f"has {', '.join(problems)}. Build it with RedisStore.from_url(url, "
+                "timeout=...) or pass socket_timeout, socket_connect_timeout and "
+                "retry=Retry(NoBackoff(), 0)",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        timeout: float = 0.25,
+        key_prefix: str = "rl:",
+        clock: ClockChoice = "server",
+        ttl_margin: float = 1.0,
+        max_key_length: int = 1024,
+        **client_options: Any,
+    ) -> RedisStore:
+        """A store with a sync and an asyncio client for ``url``, both bounded by ``timeout``.
+
+        Connect and read timeouts are ``timeout`` and redis-py's own retries are
+        off: a decision is cheap to lose and the limiter's ``on_store_error``
+        policy (or its ``fallback``) answers at once instead.  Extra keyword
+        arguments go to both clients.  The asyncio client binds to the first
+        event loop that uses it.  ``close()`` / ``aclose()`` release them.
+        """
+        import redis
+        import redis.asyncio
+        from redis.asyncio.retry import Retry as AsyncRetry
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        timeout = check_period(timeout, "timeout")
+        options: dict[str, Any] = {
+            "socket_timeout": timeout,
+            "socket_connect_timeout": timeout,
+            **client_options,
+        }
+        sync = redis.Redis.from_url(url, retry=Retry(NoBackoff(), 0), **options)
+        aio = redis.asyncio.Redis.from_url(url, retry=AsyncRetry(NoBackoff(), 0), **options)
+        store = cls(
+            sync,
+            async_client=aio,
+            key_prefix=key_prefix,
+            clock=clock,
+            timeout=timeout,
+            ttl_margin=ttl_margin,
+            max_key_length=max_key_length,
+        )
+        store._owned = [sync, aio]
+        return store
+
+    def table(self, algorithm: Algorithm, now: Callable[[], float], name: str = "") -> RedisTable:
+        """A limiter's namespace: keys ``<key_prefix><name>:{<key>}:<kind>``."""
+        return RedisTable(self, algorithm, now, name)
+
+    def missing_client(self, kind: str) -> str:
+        """The message for a decision on a path this store has no client for."""
+        if kind == "sync":
+            return (
+                "RedisStore has only an asyncio client: use atry_acquire/aacquire, or pass a "
+                "redis.Redis as client (and the asyncio one as async_client)"
+            )
+        return (
+            "RedisStore has only a sync client: use try_acquire/acquire, or pass a "
+            "redis.asyncio.Redis as async_client"
+        )
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """Run a best-effort async call in the background, keeping it referenced."""
+        task = asyncio.ensure_future(self._quietly(coro))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _quietly(self, coro: Coroutine[Any, Any, Any]) -> None:
+        from resilience.errors import StoreError
+
+        try:
+            await coro
+        except StoreError:
+            self.refund_errors += 1
+
+    def close(self) -> None:
+        """Close the sync client this store created (``from_url``); a client you passed is yours."""
+        for client in self._owned:
+            if not _is_async_client(client):
+                client.close()
+
+    async def aclose(self) -> None:
+        """Close both clients this store created (``from_url``)."""
+        for task in list(self._tasks):
+            await asyncio.gather(task, return_exceptions=True)
+        for client in self._owned:
+            if _is_async_client(client):
+                await client.aclose()
+            else:
+                client.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"RedisStore(key_prefix={self.key_prefix!r}, clock={self.clock!r}, "
+            f"timeout={self.timeout})"
+        )

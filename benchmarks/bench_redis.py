@@ -1,0 +1,287 @@
+"""Redis decisions as a ratio to a redis-py PING, sync and async, against limits.
+
+"Bare" for Redis is one round trip that does nothing: ``client.ping()`` on
+the same client.  Each row alternates ``BLOCKS`` blocks of ``BLOCK`` PINGs
+with blocks of decisions: on a shared, virtualised machine a round trip's
+cost jumps with scheduling and vCPU wake-ups, so only PINGs measured next to
+the decisions make a fair baseline.  ``ratio_to_bare`` is the median, over
+the pairs of adjacent blocks, of decision time over PING time (robust to a
+burst of load that hits a few blocks); ``ratio_of_minimums`` compares the
+fastest block of each, and ``ns_per_call`` is the fastest decision block.  A decision is one
+``EVALSHA``, so the bar of DESIGN.md section 5 is <= 1.2 x PING for every
+algorithm.  The peers are limits' Redis strategies (fixed window, moving
+window, sliding window counter) on the same server.
+
+Every limiter is configured to stay on the allowed path (a limit no run can
+reach); the sliding log uses a 10 ms window so that its list stays in steady
+state (one entry out per entry in).  The server is a throwaway
+``redis-server`` on a free 127.0.0.1 port, or ``$REDIS_URL`` when set.
+
+The last table is the memory Redis reports (``MEMORY USAGE``) for one key of
+each algorithm, as quoted in ``docs/redis.md``.
+
+``python -m benchmarks.bench_redis`` runs this module alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from resilience.events import EventBus
+from resilience.ratelimit.algorithms import (
+    GCRA,
+    Algorithm,
+    FixedWindow,
+    LeakyBucket,
+    SlidingWindowCounter,
+    SlidingWindowLog,
+    TokenBucket,
+)
+from resilience.ratelimit.limiter import RateLimiter
+
+__all__ = ["run"]
+
+Row = dict[str, Any]
+BAR = 1.2
+TIMEOUT = 0.25
+BIG = 10**9
+HUGE_PERIOD = 10.0**12
+KEY = "bench-key"
+BLOCKS = 60  # PING and decision blocks, alternated
+BLOCK = 50  # calls per block
+_perf_ns = time.perf_counter_ns
+
+
+def algorithms() -> list[tuple[str, Algorithm]]:
+    return [
+        ("TokenBucket", TokenBucket(BIG, HUGE_PERIOD)),
+        ("GCRA", GCRA(BIG, HUGE_PERIOD)),
+        ("LeakyBucket police", LeakyBucket(BIG, HUGE_PERIOD)),
+        ("LeakyBucket shape", LeakyBucket(BIG, HUGE_PERIOD, mode="shape")),
+        ("FixedWindow", FixedWindow(BIG, HUGE_PERIOD)),
+        ("SlidingWindowLog", SlidingWindowLog(BIG, 0.01)),
+        ("SlidingWindowCounter", SlidingWindowCounter(BIG, HUGE_PERIOD, buckets=10)),
+    ]
+
+
+LIMITS_STRATEGIES = ["FixedWindow", "MovingWindow", "SlidingWindowCounter"]
+
+
+@contextmanager
+def redis_url() -> Iterator[str]:
+    """``$REDIS_URL``, or a throwaway server for the duration of the run."""
+    url = os.environ.get("REDIS_URL")
+    if url:
+        yield url
+        return
+    from resilience.redis.testing import RedisServer
+
+    with RedisServer() as server:
+        yield server.url
+
+
+def _expect_allowed(decision: Any, label: str) -> None:
+    if not decision:
+        raise RuntimeError(f"{label}: a benchmarked decision was rejected; the premise broke")
+
+
+def _limits_strategies() -> tuple[Any, tuple[Any, ...]] | None:
+    try:
+        import limits
+        from limits.strategies import (
+            FixedWindowRateLimiter,
+            MovingWindowRateLimiter,
+            SlidingWindowCounterRateLimiter,
+        )
+    except ImportError:
+        return None
+    strategies = (FixedWindowRateLimiter, MovingWindowRateLimiter, SlidingWindowCounterRateLimiter)
+    return limits.RateLimitItemPerHour(BIG), strategies
+
+
+# -- paired timing ------------------------------------------------------------------------
+
+
+@dataclass
+class Paired:
+    """Per-call ns of ``BLOCKS`` PING blocks and of the decision blocks next to them."""
+
+    bare: list[float]
+    case: list[float]
+
+    def row(self, table: str, name: str, *, bar: bool) -> Row:
+        ratio = statistics.median(c / b for c, b in zip(self.case, self.bare, strict=True))
+        row: Row = {
+            "table": table,
+            "name": name,
+            "ns_per_call": min(self.case),
+            "ns_per_call_median": statistics.median(self.case),
+            "ratio_to_bare": ratio,
+            "ratio_of_minimums": min(self.case) / min(self.bare),
+        }
+        if bar:
+            row["bar"] = f"<= {BAR} x PING"
+            row["result"] = "PASS" if ratio <= BAR else "FAIL"
+        return row
+
+
+def paired_sync(bare: Callable[[], object], case: Callable[[], object]) -> Paired:
+    """Alternate blocks of ``bare`` and ``case`` calls, swapping which goes first."""
+    calls = range(BLOCK)
+    for _ in calls:  # warm up both (connections, script cache)
+        bare()
+        case()
+    out = Paired([], [])
+    for block in range(BLOCKS):
+        for fn, samples in ((bare, out.bare), (case, out.case))[:: 1 if block % 2 else -1]:
+            start = _perf_ns()
+            for _ in calls:
+                fn()
+            samples.append((_perf_ns() - start) / BLOCK)
+    return out
+
+
+async def paired_async(
+    bare: Callable[[], Awaitable[object]], case: Callable[[], Awaitable[object]]
+) -> Paired:
+    calls = range(BLOCK)
+    for _ in calls:
+        await bare()
+        await case()
+    out = Paired([], [])
+    for block in range(BLOCKS):
+        for fn, samples in ((bare, out.bare), (case, out.case))[:: 1 if block % 2 else -1]:
+            start = _perf_ns()
+            for _ in calls:
+                await fn()
+            samples.append((_perf_ns() - start) / BLOCK)
+    return out
+
+
+# -- the tables ----------------------------------------------------------------------------
+
+
+def sync_table(url: str) -> list[Row]:
+    from resilience.redis import RedisStore
+
+    table = "Redis decision, sync: ns per call and x PING (same client, paired blocks)"
+    # The store as the docs build it; the baseline PING goes through the same client.
+    store = RedisStore.from_url(url, timeout=TIMEOUT)
+    ping = store.sync_client.ping
+    rows: list[Row] = []
+    first: Paired | None = None
+    for label, algorithm in algorithms():
+        limiter = RateLimiter(algorithm, store=store, name=f"bench-{label}", events=EventBus())
+        _expect_allowed(limiter.try_acquire(KEY), label)
+        paired = paired_sync(ping, partial(limiter.try_acquire, KEY))
+        first = first or paired
+        rows.append(paired.row(table, f"resilience {label}", bar=True))
+    peers = _limits_strategies()
+    if peers is not None:
+        from limits.storage import RedisStorage
+
+        item, strategies = peers
+        storage = RedisStorage(url)
+        for name, strategy in zip(LIMITS_STRATEGIES, strategies, strict=True):
+            hit = partial(strategy(storage).hit, item, KEY, name)  # one key each: layouts differ
+            _expect_allowed(hit(), name)
+            rows.append(paired_sync(ping, hit).row(table, f"limits {name}", bar=False))
+    assert first is not None
+    rows.insert(0, Paired(first.bare, first.bare).row(table, "redis-py PING (bare)", bar=False))
+    store.close()
+    return rows
+
+
+async def async_table(url: str) -> list[Row]:
+    from resilience.redis import RedisStore
+
+    table = "Redis decision, async: ns per call and x PING (same client, paired blocks)"
+    store = RedisStore.from_url(url, timeout=TIMEOUT)
+    ping = store.async_client.ping
+    rows: list[Row] = []
+    first: Paired | None = None
+    for label, algorithm in algorithms():
+        limiter = RateLimiter(algorithm, store=store, name=f"bench-{label}", events=EventBus())
+        _expect_allowed(await limiter.atry_acquire(KEY), label)
+        paired = await paired_async(ping, partial(limiter.atry_acquire, KEY))
+        first = first or paired
+        rows.append(paired.row(table, f"resilience {label}", bar=True))
+    peers = _limits_strategies()
+    if peers is not None:
+        from limits.aio.storage import RedisStorage as AsyncRedisStorage
+        from limits.aio.strategies import (
+            FixedWindowRateLimiter,
+            MovingWindowRateLimiter,
+            SlidingWindowCounterRateLimiter,
+        )
+
+        item, _ = peers
+        storage = AsyncRedisStorage(f"async+{url}", implementation="redispy")
+        strategies: tuple[Any, ...] = (
+            FixedWindowRateLimiter,
+            MovingWindowRateLimiter,
+            SlidingWindowCounterRateLimiter,
+        )
+        for name, strategy in zip(LIMITS_STRATEGIES, strategies, strict=True):
+            hit = partial(strategy(storage).hit, item, KEY, name)
+            _expect_allowed(await hit(), name)
+            rows.append((await paired_async(ping, hit)).row(table, f"limits {name}", bar=False))
+    assert first is not None
+    rows.insert(0, Paired(first.bare, first.bare).row(table, "redis-py PING (bare)", bar=False))
+    await store.aclose()
+    return rows
+
+
+def memory_table(url: str) -> list[Row]:
+    """``MEMORY USAGE`` of one key per algorithm, after 1 and after 100 admitted requests."""
+    import redis
+
+    from resilience.redis import RedisStore
+
+    table = "Redis memory per key (MEMORY USAGE, bytes; key name 'rl:<name>:{user:12345}:<kind>')"
+    rows: list[Row] = []
+    with redis.Redis.from_url(url) as client:
+        store = RedisStore.from_url(url, timeout=1.0)
+        configs: list[tuple[str, Algorithm]] = [
+            ("TokenBucket / GCRA / LeakyBucket", TokenBucket(1000, 3600.0)),
+            ("FixedWindow", FixedWindow(1000, 3600.0)),
+            ("SlidingWindowLog", SlidingWindowLog(1000, 3600.0)),
+            ("SlidingWindowCounter buckets=1", SlidingWindowCounter(1000, 3600.0)),
+            ("SlidingWindowCounter buckets=10", SlidingWindowCounter(1000, 3600.0, buckets=10)),
+        ]
+        for label, algorithm in configs:
+            limiter = RateLimiter(algorithm, store=store, name="api", events=EventBus())
+            key = store.table(algorithm, limiter.clock.monotonic, "api").redis_key("user:12345")
+            client.delete(key)
+            sizes = []
+            for n in (1, 100):
+                while limiter.try_acquire("user:12345") and n > 1:
+                    n -= 1
+                sizes.append(client.memory_usage(key, samples=0))
+            rows.append(
+                {"table": table, "name": label, "after 1 request": sizes[0], "after 100": sizes[1]}
+            )
+        store.close()
+    return rows
+
+
+def run() -> list[Row]:
+    with redis_url() as url:
+        rows = sync_table(url)
+        rows += asyncio.run(async_table(url))
+        rows += memory_table(url)
+    return rows
+
+
+if __name__ == "__main__":
+    from benchmarks.__main__ import main
+
+    raise SystemExit(main(["bench_redis"]))

@@ -1,0 +1,371 @@
+"""Who a request counts against: key extractors shared by the ASGI and aiohttp adapters.
+
+A key extractor answers for an ASGI scope (``from_scope``, the hot path: it
+reads the scope's raw header list directly) and for any other framework
+given the peer address and a header lookup (``from_request``).  Every
+extractor falls back to the client address when its own value is missing or
+malformed: a request without an API key must count against *its sender*,
+never against one bucket shared by every such request (one client would
+then lock out all the others).
+
+Keys are namespaced so that they cannot collide: addresses stay bare
+(``203.0.113.7``, ``2001:db8:1:2::/64``), header values become
+``x-api-key=<value>``; a client cannot pick an API key equal to someone
+else's address and drain that address's bucket.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Literal
+
+from resilience.web.addresses import (
+    IPAddress,
+    IPNetwork,
+    forwarded_hops,
+    group_address,
+    group_peer,
+    is_trusted,
+    parse_address,
+    parse_networks,
+    unmap,
+    walk_hops,
+    xff_hops,
+)
+
+__all__ = [
+    "CallableKey",
+    "ClientIP",
+    "HeaderKey",
+    "HeaderLookup",
+    "RequestKey",
+    "clean_key",
+    "client_ip",
+    "header",
+    "key_from",
+    "NO_PEER",
+]
+
+HeaderLookup = Callable[[str], Sequence[str]]
+"""``lookup("x-forwarded-for")`` -> every value of that header, in order (lowercase names)."""
+
+ForwardingHeader = Literal["x-forwarded-for", "forwarded", "auto"]
+
+NO_PEER = "unknown-peer"
+"""The key when the server reports no peer at all (a Unix socket, an in-process test client)."""
+
+MAX_KEY_LENGTH = 256
+MEMO_SIZE = 8192
+MEMO_CHAIN_CHARS = 512
+
+
+class RequestKey(ABC):
+    """Extracts a rate-limit key from a request; never raises on client input."""
+
+    __slots__ = ()
+
+    @abstractmethod
+    def from_scope(self, scope: Mapping[str, Any]) -> str:
+        """The key of an ASGI HTTP scope."""
+
+    @abstractmethod
+    def from_request(self, request: object, peer: str | None, headers: HeaderLookup) -> str:
+        """The key of a framework request, given its peer address and its headers."""
+
+    def __call__(self, scope: Mapping[str, Any]) -> str:
+        return self.from_scope(scope)
+
+
+def _scope_peer(scope: Mapping[str, Any]) -> str | None:
+    client = scope.get("client")
+    if not client:
+        return None
+    host = client[0]
+    return host if isinstance(host, str) and host else None
+
+
+class ClientIP(RequestKey):
+    """The client address, through trusted proxies only; IPv6 grouped by prefix."""
+
+    __slots__ = (
+        "_header",
+        "_memo",
+        "_names",
+        "_trusted",
+        "_trusted_addresses",
+        "_trusted_peers",
+        "ipv6_prefix",
+    )
+
+    def __init__(
+        self,
+        trusted_proxies: Iterable[object] = (),
+        *,
+        header: ForwardingHeader = "auto",
+        ipv6_prefix: int = 64,
+    ) -> None:
+        self._trusted = parse_networks(trusted_proxies)
+        if header not in ("x-forwarded-for", "forwarded", "auto"):
+            raise ValueError(
+                f"header must be 'x-forwarded-for', 'forwarded' or 'auto', got {header!r}"
+            )
+        if isinstance(ipv6_prefix, bool) or not isinstance(ipv6_prefix, int):
+            raise ValueError(f"ipv6_prefix must be an integer 1..128, got {ipv6_prefix!r}")
+        if not 1 <= ipv6_prefix <= 128:
+            raise ValueError(f"ipv6_prefix must be an integer 1..128, got {ipv6_prefix!r}")
+        self._header: ForwardingHeader = header
+        self._names: tuple[bytes, ...] = (
+            (b"x-forwarded-for", b"forwarded") if header == "auto" else (header.encode("ascii"),)
+        )
+        self.ipv6_prefix = ipv6_prefix
+        self._trusted_peers: dict[str, bool] = {}
+        self._memo: dict[tuple[str, str, str], str] = {}
+        self._trusted_addresses: dict[IPAddress, bool] = {}
+
+    @property
+    def trusted_proxies(self) -> tuple[IPNetwork, ...]:
+        return self._trusted
+
+    def from_scope(self, scope: Mapping[str, Any]) -> str:
+        peer = _scope_peer(scope)
+        if peer is None:
+            return NO_PEER
+        if not self._trusted or not self._peer_trusted(peer):
+            if ":" not in peer:
+                return peer
+            return group_peer(peer, self.ipv6_prefix)
+        xff: list[str] = []
+        fwd: list[str] = []
+        names = self._names
+        for name, value in scope.get("headers", ()):
+            if name in names:
+                text = value.decode("latin-1") if isinstance(value, bytes) else str(value)
+                (xff if name == b"x-forwarded-for" else fwd).append(text)
+        return self._through_proxies(peer, xff, fwd)
+
+    def from_request(self, request: object, peer: str | None, headers: HeaderLookup) -> str:
+        if peer is None or not peer:
+            return NO_PEER
+        if not self._trusted or not self._peer_trusted(peer):
+            return group_peer(peer, self.ipv6_prefix)
+        header = self._header
+        xff = list(headers("x-forwarded-for")) if header != "forwarded" else []
+        fwd = list(headers("forwarded")) if header != "x-forwarded-for" else []
+        return self._through_proxies(peer, xff, fwd)
+
+    def _peer_trusted(self, peer: str) -> bool:
+        known = self._trusted_peers.get(peer)
+        if known is None:
+            address = parse_address(peer)
+            known = address is not None and is_trusted(unmap(address), self._trusted)
+            if len(self._trusted_peers) >= 4096:
+                self._trusted_peers.clear()
+            self._trusted_peers[peer] = known
+        return known
+
+    def _is_trusted(self, address: IPAddress) -> bool:
+        known = self._trusted_addresses.get(address)
+        if known is None:
+            known = is_trusted(address, self._trusted)
+            if len(self._trusted_addresses) >= MEMO_SIZE:
+                self._trusted_addresses.clear()
+            self._trusted_addresses[address] = known
+        return known
+
+    def _through_proxies(self, peer: str, xff: list[str], fwd: list[str]) -> str:
+        """The key behind trusted proxies, memoised: a client's chain repeats in every request."""
+        chain = (peer, ",".join(xff), ",".join(fwd))
+        key = self._memo.get(chain)
+        if key is None:
+            key = self._walk(peer, xff, fwd)
+            if len(chain[1]) + len(chain[2]) <= MEMO_CHAIN_CHARS:
+                memo = self._memo
+                if len(memo) >= MEMO_SIZE:
+                    memo.clear()
+                memo[chain] = key
+        return key
+
+    def _walk(self, peer: str, xff: list[str], fwd: list[str]) -> str:
+        address = parse_address(peer)
+        if address is None:  # cannot happen: _peer_trusted parsed it
+            return group_peer(peer, self.ipv6_prefix)
+        if xff and fwd:
+            # Both present: one of them came from the client untouched (a proxy writes
+            # one kind), and we cannot tell which.  Believe neither.
+            return group_address(address, self.ipv6_prefix)
+        if xff:
+            client = walk_hops(address, xff_hops(xff), self._is_trusted)
+        elif fwd:
+            client = walk_hops(address, forwarded_hops(fwd), self._is_trusted)
+        else:
+            client = address
+        return group_address(client, self.ipv6_prefix)
+
+    def __repr__(self) -> str:
+        proxies = [str(n) for n in self._trusted]
+        return f"client_ip(trusted_proxies={proxies!r}, header={self._header!r})"
+
+
+def client_ip(
+    trusted_proxies: Iterable[object] = (),
+    *,
+    header: ForwardingHeader = "auto",
+    ipv6_prefix: int = 64,
+) -> ClientIP:
+    """Key requests by client address.
+
+    ``trusted_proxies``: networks of your reverse proxies (``["10.0.0.0/8",
+    "127.0.0.1"]``).  Forwarding headers are read only when the peer is one
+    of them, right to left, skipping trusted hops.  ``header``: which header
+    your proxies write; ``"auto"`` reads whichever one the request carries
+    and, when it carries both, believes neither (one of them was passed
+    through from the client).  ``ipv6_prefix``: IPv6 clients share one
+    bucket per prefix (/64: what one subscriber is usually given).
+    """
+    return ClientIP(trusted_proxies, header=header, ipv6_prefix=ipv6_prefix)
+
+
+DEFAULT_KEY = client_ip()
+
+
+def clean_header_value(value: str | None, max_length: int) -> str | None:
+    """A usable header value: printable ASCII, not empty, not longer than ``max_length``."""
+    if value is None:
+        return None
+    value = value.strip()
+    if not value or len(value) > max_length or not value.isascii() or not value.isprintable():
+        return None
+    return value
+
+
+def clean_key(value: object, max_length: int = MAX_KEY_LENGTH) -> str | None:
+    """A key returned by user code, or ``None`` when it is missing or unusable."""
+    if isinstance(value, str):
+        return value if 0 < len(value) <= max_length else None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
+class HeaderKey(RequestKey):
+    """Key by one request header (an API key, a tenant id); fall back when absent or bad.
+
+    A repeated header is treated as malformed (which copy would count?), as is a
+    value that is not printable ASCII or longer than ``max_length``.
+    """
+
+    __slots__ = ("_bname", "_prefix", "fallback", "max_length", "name")
+
+    def __init__(
+        self, name: str, *, fallback: RequestKey | None = None, max_length: int = MAX_KEY_LENGTH
+    ) -> None:
+        if not isinstance(name, str) or not name or not name.isascii() or " " in name:
+            raise ValueError(f"name must be an HTTP header name, got {name!r}")
+        if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1:
+            raise ValueError(f"max_length must be a positive integer, got {max_length!r}")
+        if fallback is not None and not isinstance(fallback, RequestKey):
+            raise ValueError(
+                f"fallback must be a key extractor such as client_ip(), got {fallback!r}"
+            )
+        self.name = name.lower()
+        self._bname = self.name.encode("ascii")
+        self._prefix = self.name + "="
+        self.fallback = DEFAULT_KEY if fallback is None else fallback
+        self.max_length = max_length
+
+    def from_scope(self, scope: Mapping[str, Any]) -> str:
+        found: bytes | None = None
+        bname = self._bname
+        for name, value in scope.get("headers", ()):
+            if name == bname:
+                if found is not None:
+                    return self.fallback.from_scope(scope)
+                found = value
+        if found is not None:
+            text = found.decode("latin-1") if isinstance(found, bytes) else str(found)
+            value = clean_header_value(text, self.max_length)
+            if value is not None:
+                return self._prefix + value
+        return self.fallback.from_scope(scope)
+
+    def from_request(self, request: object, peer: str | None, headers: HeaderLookup) -> str:
+        values = headers(self.name)
+        if len(values) == 1:
+            value = clean_header_value(values[0], self.max_length)
+            if value is not None:
+                return self._prefix + value
+        return self.fallback.from_request(request, peer, headers)
+
+    def __repr__(self) -> str:
+        return f"header({self.name!r}, fallback={self.fallback!r})"
+
+
+def header(
+    name: str, *, fallback: RequestKey | None = None, max_length: int = MAX_KEY_LENGTH
+) -> HeaderKey:
+    """Key by the header ``name`` (e.g. ``"X-API-Key"``); else by ``fallback`` (the client IP)."""
+    return HeaderKey(name, fallback=fallback, max_length=max_length)
+
+
+class CallableKey(RequestKey):
+    """Key by your own function of the request (ASGI scope or aiohttp request).
+
+    The function returns a string (or an int such as a user id), or ``None``
+    when it has nothing to say (an anonymous request): the ``fallback`` then
+    decides.  An empty, over-long or non-string result counts as ``None``.
+    Exceptions it raises propagate: they are bugs, not client input.
+    """
+
+    __slots__ = ("fallback", "fn", "max_length")
+
+    def __init__(
+        self,
+        fn: Callable[[Any], object],
+        *,
+        fallback: RequestKey | None = None,
+        max_length: int = MAX_KEY_LENGTH,
+    ) -> None:
+        if not callable(fn) or isinstance(fn, RequestKey):
+            raise ValueError(f"key must be a callable or a key extractor, got {fn!r}")
+        if fallback is not None and not isinstance(fallback, RequestKey):
+            raise ValueError(
+                f"fallback must be a key extractor such as client_ip(), got {fallback!r}"
+            )
+        if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1:
+            raise ValueError(f"max_length must be a positive integer, got {max_length!r}")
+        self.fn = fn
+        self.fallback = DEFAULT_KEY if fallback is None else fallback
+        self.max_length = max_length
+
+    def from_scope(self, scope: Mapping[str, Any]) -> str:
+        key = clean_key(self.fn(scope), self.max_length)
+        return key if key is not None else self.fallback.from_scope(scope)
+
+    def from_request(self, request: object, peer: str | None, headers: HeaderLookup) -> str:
+        key = clean_key(self.fn(request), self.max_length)
+        return key if key is not None else self.fallback.from_request(request, peer, headers)
+
+    def __repr__(self) -> str:
+        return f"key_from({self.fn!r}, fallback={self.fallback!r})"
+
+
+def key_from(
+    fn: Callable[[Any], object],
+    *,
+    fallback: RequestKey | None = None,
+    max_length: int = MAX_KEY_LENGTH,
+) -> CallableKey:
+    """Key by ``fn(request)`` (e.g. the authenticated user); else by ``fallback``."""
+    return CallableKey(fn, fallback=fallback, max_length=max_length)
+
+
+def as_key(value: object, field: str = "key") -> RequestKey:
+    """A key extractor from what a user passed as ``key=``: an extractor or a callable."""
+    if isinstance(value, RequestKey):
+        return value
+    if callable(value):
+        return CallableKey(value)
+    raise ValueError(
+        f"{field} must be client_ip(...), header(...), key_from(...) or a callable, got {value!r}"
+    )
