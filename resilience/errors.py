@@ -94,7 +94,12 @@ class StoreFull(StoreError):
     Raised only when every stored key still carries state that matters (it is
     not back to full capacity): dropping such a key would forgive a client that
     is over its limit, so the store refuses the new key instead.
+    ``retry_after`` is how long until the first stored key can be reclaimed.
     """
+
+    def __init__(self, message: str, retry_after: float = 0.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class InvalidKey(ResilienceError, ValueError):

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import Literal, ParamSpec, TypeVar
 
 from resilience.clock import Clock, now_function, resolve_clock
-from resilience.errors import RateLimited, StoreError
+from resilience.errors import RateLimited, StoreError, StoreFull
 from resilience.events import EventBus, RateLimitExceeded, StoreFailed, default_bus
 from resilience.policy import CALL, Policy, Steps, drive_async, drive_sync
 from resilience.ratelimit.algorithms.base import Algorithm, check_cost, check_period
@@ -40,6 +40,12 @@ class RateLimiter(Policy):
     a ``fallback`` limiter (typically in memory) decides instead when given.
     Every store failure is counted in ``store_errors`` and emitted as a
     :class:`~resilience.events.StoreFailed` event.
+
+    A full :class:`MemoryStore` is capacity, not an outage: ``on_store_full``
+    (default ``"reject"``) refuses a *new* key with ``retry_after`` set to when
+    the first stored key can be reclaimed; ``"admit"`` lets it through
+    unlimited.  Failing open here would let a client that picks its own keys
+    fill the store and then pass without limit.
     """
 
     def __init__(
@@ -52,6 +58,7 @@ class RateLimiter(Policy):
         *,
         fallback: RateLimiter | None = None,
         store_error_retry_after: float = 1.0,
+        on_store_full: Literal["reject", "admit"] = "reject",
         events: EventBus | None = None,
     ) -> None:
         if not isinstance(algorithm, Algorithm):
@@ -60,6 +67,8 @@ class RateLimiter(Policy):
             raise ValueError(
                 f"on_store_error must be 'fail_open' or 'fail_closed', got {on_store_error!r}"
             )
+        if on_store_full not in ("reject", "admit"):
+            raise ValueError(f"on_store_full must be 'reject' or 'admit', got {on_store_full!r}")
         if name is not None and (not isinstance(name, str) or not name):
             raise ValueError(f"name must be a non-empty string, got {name!r}")
         self.algorithm = algorithm
@@ -68,6 +77,7 @@ class RateLimiter(Policy):
         self.name = name or algorithm.spec()
         self.store: RateLimitStore = MemoryStore() if store is None else store
         self.on_store_error: StoreErrorPolicy = on_store_error
+        self.on_store_full: Literal["reject", "admit"] = on_store_full
         self.fallback = fallback
         self.store_error_retry_after = check_period(
             store_error_retry_after, "store_error_retry_after"
@@ -230,6 +240,8 @@ class RateLimiter(Policy):
     # -- failures and events -------------------------------------------------------
 
     def _store_failed(self, exc: StoreError, key: str, cost: float) -> Decision:
+        if isinstance(exc, StoreFull):
+            return self._store_full(exc)
         fallback = self.fallback
         if fallback is not None:
             self._count_store_error(exc, "fallback")
@@ -239,6 +251,14 @@ class RateLimiter(Policy):
         if self.on_store_error == "fail_open":
             return Decision(True, limit, limit, 0.0, 0.0)
         return Decision(False, limit, 0, self.store_error_retry_after, 0.0)
+
+    def _store_full(self, exc: StoreFull) -> Decision:
+        """A new key met a full memory store: capacity, not an outage (see on_store_full)."""
+        self._count_store_error(exc, self.on_store_full)
+        limit = self.algorithm.limit
+        if self.on_store_full == "admit":
+            return Decision(True, limit, limit, 0.0, 0.0)
+        return Decision(False, limit, 0, max(exc.retry_after, 0.001), 0.0)
 
     def _count_store_error(self, exc: BaseException, action: str) -> None:
         self.store_errors += 1

@@ -154,7 +154,7 @@ class PolicyRun:
             if delays is None:
                 self._peak.add(key, now)
             else:  # a shaped request reaches the backend when it leaves the queue
-                delay = decision[5]
+                delay = decision.delay
                 delays.append(delay)
                 self._peak.add(key, now + delay)
         else:

@@ -161,6 +161,9 @@ class MemoryTable:
         if new is not None:
             self._data[key] = new
             store._count += 1
+            full_at = self._full_at(new)
+            if full_at < store._next_reclaim_at:
+                store._next_reclaim_at = full_at
             self._after_insert(now)
         return decision
 
@@ -263,27 +266,31 @@ class MemoryStore:
         """Reclaim every key that is back to full, in every table; return how many."""
         with self._lock:
             total = 0
+            earliest = INF
             for table in self._tables:
-                total += table._sweep(table._now())[0]
-            if total:
-                self._next_reclaim_at = -INF
+                got, at = table._sweep(table._now())
+                total += got
+                earliest = min(earliest, at)
+            self._next_reclaim_at = earliest  # every key left is full no earlier than this
             return total
 
     def _make_room(self, now: float, asking: MemoryTable) -> None:
         """Called under the lock when full: reclaim, or refuse the new key."""
         if now < self._next_reclaim_at:
-            raise StoreFull(self._full_message())
+            raise StoreFull(self._full_message(), self._next_reclaim_at - now)
         reclaimed = 0
         earliest = INF
         for table in self._tables:
             got, at = table._sweep(now if table is asking else table._now())
             reclaimed += got
             earliest = min(earliest, at)
-        if reclaimed:
-            self._next_reclaim_at = -INF
-            return
+        # Every key left is full no earlier than `earliest`; keys inserted from now on
+        # lower the bound as they arrive (see _decide_new), so while it lies ahead the
+        # store can refuse at once instead of sweeping max_keys entries again.
         self._next_reclaim_at = earliest
-        raise StoreFull(self._full_message())
+        if reclaimed:
+            return
+        raise StoreFull(self._full_message(), earliest - now)
 
     def _full_message(self) -> str:
         return (

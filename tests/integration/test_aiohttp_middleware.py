@@ -241,12 +241,26 @@ async def test_streamed_response_arrives_chunk_by_chunk(hook: bool) -> None:
     assert received == b"chunk-0;chunk-1;chunk-2;"
 
 
-async def test_websockets_pass_through() -> None:
+async def test_websocket_handshakes_are_requests_unless_exempted() -> None:
+    """A client header cannot buy a way around the middleware: aiohttp has no websocket
+    scope, so a handshake is limited like any request; long-lived routes are exempted."""
+    limiter = RateLimiter(TokenBucket(1, 3600.0), clock=FakeClock())
+    async with running(Probe(), rate_limit_middleware(limiter)) as (url, s):
+        upgrade = {"Upgrade": "websocket", "Connection": "Upgrade"}
+        assert [(await get(s, url + "/", headers=upgrade))[0] for _ in range(3)] == [200, 429, 429]
+        with pytest.raises(aiohttp.WSServerHandshakeError):
+            await s.ws_connect(url + "/ws")
+
+    def websocket_route(request: web.Request) -> bool:
+        return request.path == "/ws"
+
     limiter = RateLimiter(TokenBucket(1, 3600.0), clock=FakeClock())
     stack = [
-        rate_limit_middleware(limiter),
-        bulkhead_middleware(Bulkhead("b", max_concurrent=1)),
-        circuit_breaker_middleware(CircuitBreaker("c", consecutive_failures=1)),
+        rate_limit_middleware(limiter, exempt=websocket_route),
+        bulkhead_middleware(Bulkhead("b", max_concurrent=1), exempt=websocket_route),
+        circuit_breaker_middleware(
+            CircuitBreaker("c", consecutive_failures=1), exempt=websocket_route
+        ),
     ]
     async with running(Probe(), *stack) as (url, s):
         assert [(await get(s, url + "/"))[0] for _ in range(2)] == [200, 429]

@@ -114,6 +114,12 @@ def test_full_store_refuses_new_key_without_forgiving_live_ones() -> None:
     else:
         raise AssertionError("expected StoreFull")
     assert not table.decide("a", 1, 0.0).allowed  # still limited, not forgiven
+    try:
+        table.decide("d", 1, 4.0)  # refused at once: nothing can be reclaimed before t=10
+    except StoreFull as exc:
+        assert exc.retry_after == 6.0
+    else:
+        raise AssertionError("expected StoreFull")
     clock.advance(10.0)
     assert table.decide("c", 1, 10.0).allowed  # a and b are full again: reclaimed
     assert len(store) <= 2

@@ -257,3 +257,28 @@ def test_limiter_as_a_policy() -> None:
     assert ping() == "pong"
     with pytest.raises(RateLimited):
         ping()
+
+
+def test_a_full_store_rejects_new_keys_by_default_and_never_forgives_live_ones() -> None:
+    clock = FakeClock()
+    store = MemoryStore(max_keys=3)
+    events: list[Event] = []
+    limiter = RateLimiter(
+        TokenBucket(1, 10.0), store=store, clock=clock, events=EventBus([events.append])
+    )
+    for key in "abc":
+        assert limiter.try_acquire(key)
+    refused = limiter.try_acquire("newcomer")
+    assert not refused.allowed
+    assert refused.retry_after == pytest.approx(10.0)
+    assert [e.action for e in events if isinstance(e, StoreFailed)] == ["reject"]
+    assert not limiter.try_acquire("a")  # still limited
+    clock.advance(refused.retry_after)
+    assert limiter.try_acquire("newcomer")  # room once a key is back to full
+    lenient = RateLimiter(
+        TokenBucket(1, 10.0), store=MemoryStore(max_keys=1), clock=clock, on_store_full="admit"
+    )
+    lenient.try_acquire("x")
+    assert all(lenient.try_acquire(f"y{i}").allowed for i in range(5))
+    with pytest.raises(ValueError, match="on_store_full"):
+        RateLimiter(TokenBucket(1), on_store_full="maybe")  # type: ignore[arg-type]

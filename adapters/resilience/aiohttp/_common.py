@@ -8,7 +8,7 @@ from aiohttp import web
 from resilience.web.keys import HeaderLookup
 from resilience.web.problem import CONTENT_TYPE
 
-__all__ = ["header_lookup", "is_websocket", "problem_response"]
+__all__ = ["header_lookup", "problem_response"]
 
 
 def problem_response(status: int, body: bytes, headers: Sequence[tuple[str, str]]) -> web.Response:
@@ -24,9 +24,3 @@ def header_lookup(request: web.Request) -> HeaderLookup:
         return getall(name, ())
 
     return lookup
-
-
-def is_websocket(request: web.Request) -> bool:
-    """A websocket handshake: passed through untouched, as ASGI passes websocket scopes."""
-    upgrade = request.headers.get("Upgrade")
-    return upgrade is not None and upgrade.lower() == "websocket"

@@ -11,7 +11,7 @@ from collections.abc import Callable, Collection
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
-from resilience.aiohttp._common import is_websocket, problem_response
+from resilience.aiohttp._common import problem_response
 from resilience.breaker import CircuitBreaker
 from resilience.clock import now_function
 from resilience.web.headers import retry_after_seconds
@@ -38,7 +38,7 @@ def circuit_breaker_middleware(
 
     @web.middleware
     async def circuit_breaker(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if (skip is not None and skip(request)) or is_websocket(request):
+        if skip is not None and skip(request):
             return await handler(request)
         permit = await breaker.apermit()
         if not permit.allowed:

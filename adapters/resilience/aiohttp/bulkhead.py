@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
-from resilience.aiohttp._common import is_websocket, problem_response
+from resilience.aiohttp._common import problem_response
 from resilience.bulkhead import Bulkhead
 from resilience.errors import BulkheadFull
 from resilience.web.headers import retry_after_seconds
@@ -42,7 +42,7 @@ def bulkhead_middleware(
 
     @web.middleware
     async def bulkhead_guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if (skip is not None and skip(request)) or is_websocket(request):
+        if skip is not None and skip(request):
             return await handler(request)
         started = False
 

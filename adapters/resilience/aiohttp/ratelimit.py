@@ -16,7 +16,7 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
-from resilience.aiohttp._common import header_lookup, is_websocket, problem_response
+from resilience.aiohttp._common import header_lookup, problem_response
 from resilience.ratelimit.decision import Decision
 from resilience.ratelimit.limiter import RateLimiter
 from resilience.web.headers import HeaderStyle, retry_after_seconds
@@ -54,7 +54,7 @@ def rate_limit_middleware(
 
     @web.middleware
     async def rate_limit(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if (skip is not None and skip(request)) or is_websocket(request):
+        if skip is not None and skip(request):
             return await handler(request)
         route = default if resolve is None else resolve(request.method, request.path)
         if route is None:
@@ -68,8 +68,8 @@ def rate_limit_middleware(
             return problem_response(400, bad_request_body(lim.name, str(exc)), [])
         if not decision[0]:
             return _refusal(route, decision)
-        if decision[5]:
-            await shape(lim, client, cost, decision[5])
+        if decision.delay:
+            await shape(lim, client, cost, decision.delay)
         if route.headers is not None:
             _stash(request, route.headers.text(decision))
         try:

@@ -96,8 +96,8 @@ class RateLimitMiddleware:
         if not decision[0]:
             await _refuse(send, route, decision)
             return
-        if decision[5]:
-            await shape(limiter, key, cost, decision[5])
+        if decision.delay:
+            await shape(limiter, key, cost, decision.delay)
         headers = route.headers
         if not self._refund:
             if headers is None:

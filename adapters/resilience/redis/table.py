@@ -25,7 +25,7 @@ from resilience.ratelimit.algorithms import (
     SlidingWindowLog,
     TokenBucket,
 )
-from resilience.ratelimit.decision import Decision
+from resilience.ratelimit.decision import Decision, from_values
 from resilience.redis._scripts import Call, Script, script
 
 if TYPE_CHECKING:
@@ -36,7 +36,7 @@ __all__ = ["RedisTable", "plan"]
 
 _VIRTUAL_TIME: dict[type[Algorithm], str] = {TokenBucket: "tb", GCRA: "gcra", LeakyBucket: "lb"}
 _ONE = (b"1", "1")  # "allowed", from a bytes reply or a decoding cluster client
-_make = Decision._make  # tuple.__new__: skips the generated __new__ on the hot path
+_make = from_values  # six reply values -> a Decision (shaped when delay != 0)
 
 
 def _packed(*values: float) -> bytes:

@@ -27,12 +27,19 @@ def redis_server_binary() -> str | None:
     return shutil.which(chosen) if chosen else shutil.which("redis-server")
 
 
+MAX_PORT = 55535
+"""Cluster mode also binds port + 10000, so every server here stays at or below this."""
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A TCP port on 127.0.0.1 that nothing listens on right now (and <= MAX_PORT)."""
+    for _ in range(200):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port: int = sock.getsockname()[1]
+        if port <= MAX_PORT:
+            return port
+    raise RuntimeError(f"no free port at or below {MAX_PORT} on 127.0.0.1")
 
 
 class _ExitedAtStartup(RuntimeError):

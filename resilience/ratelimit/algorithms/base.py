@@ -128,7 +128,7 @@ class Algorithm(ABC):
 
     def reject_forever(self, remaining: int, reset_after: float) -> Decision:
         """The decision for a cost larger than the capacity: never admitted."""
-        return _new(Decision, (False, self.limit, remaining, INF, reset_after, 0.0))
+        return _new(Decision, (False, self.limit, remaining, INF, reset_after))
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.params().items())

@@ -56,7 +56,7 @@ class FixedWindow(Algorithm):
             used = 0
         if cost > limit:
             return state, _new(
-                Decision, (False, limit, int(limit - used), INF, end - now if used else 0.0, 0.0)
+                Decision, (False, limit, int(limit - used), INF, end - now if used else 0.0)
             )
         if used + cost <= limit:
             if state is None:
@@ -65,13 +65,11 @@ class FixedWindow(Algorithm):
                 state[0] = end
                 state[1] = used + cost
                 state[2] = start
-            return state, _new(
-                Decision, (True, limit, int(limit - used - cost), 0.0, end - now, 0.0)
-            )
+            return state, _new(Decision, (True, limit, int(limit - used - cost), 0.0, end - now))
         retry_after = end - now
         if now + retry_after < end:  # rare: rounding; walk up to the exact float
             retry_after = wait_until(now, end)
-        return state, _new(Decision, (False, limit, int(limit - used), retry_after, end - now, 0.0))
+        return state, _new(Decision, (False, limit, int(limit - used), retry_after, end - now))
 
     def full_at(self, state: list[float] | None) -> float:
         return -INF if state is None else state[0]

@@ -105,7 +105,7 @@ class SlidingWindowCounter(Algorithm):
             index = window_index(now, width)
             if state is None:
                 if cost > limit:
-                    return None, _new(Decision, (False, limit, limit, INF, 0.0, 0.0))
+                    return None, _new(Decision, (False, limit, limit, INF, 0.0))
                 state = _Counter(self._slots, index, width)
             elif index > state.index:
                 self._advance(state, index)
@@ -120,7 +120,7 @@ class SlidingWindowCounter(Algorithm):
         if cost > limit:
             return state, _new(
                 Decision,
-                (False, limit, _floor(limit - estimate), INF, self._reset(state, now), 0.0),
+                (False, limit, _floor(limit - estimate), INF, self._reset(state, now)),
             )
         room = limit - cost - total
         # Admit when weighted * (1 - phase) <= room, written as a time threshold so that
@@ -138,7 +138,6 @@ class SlidingWindowCounter(Algorithm):
                     remaining if remaining > 0 else 0,
                     0.0,
                     (index + n + 1) * width - now,
-                    0.0,
                 ),
             )
         allow_at = self._allow_at(state, cost)
@@ -150,7 +149,6 @@ class SlidingWindowCounter(Algorithm):
                 _floor(limit - estimate),
                 wait_until(now, allow_at),
                 self._reset(state, now),
-                0.0,
             ),
         )
 

@@ -55,7 +55,7 @@ class SlidingWindowLog(Algorithm):
         limit = self.limit
         if state is None:
             if cost > limit:
-                return None, _new(Decision, (False, limit, limit, INF, 0.0, 0.0))
+                return None, _new(Decision, (False, limit, limit, INF, 0.0))
             state = _Log()
         times = state.times
         costs = state.costs
@@ -66,12 +66,12 @@ class SlidingWindowLog(Algorithm):
         total = state.total
         if cost > limit:
             reset = times[-1] + period - now if times else 0.0
-            return state, _new(Decision, (False, limit, int(limit - total), INF, reset, 0.0))
+            return state, _new(Decision, (False, limit, int(limit - total), INF, reset))
         if total + cost <= limit:
             times.append(now)
             costs.append(cost)
             state.total = total + cost
-            return state, _new(Decision, (True, limit, int(limit - total - cost), 0.0, period, 0.0))
+            return state, _new(Decision, (True, limit, int(limit - total - cost), 0.0, period))
         need = total + cost - limit
         freed: float = 0
         allow_at = INF
@@ -88,7 +88,6 @@ class SlidingWindowLog(Algorithm):
                 int(limit - total),
                 wait_until(now, allow_at),
                 times[-1] + period - now,
-                0.0,
             ),
         )
 

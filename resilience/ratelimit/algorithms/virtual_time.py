@@ -25,7 +25,7 @@ from resilience.ratelimit.algorithms.base import (
     check_period,
     wait_until,
 )
-from resilience.ratelimit.decision import Decision
+from resilience.ratelimit.decision import Decision, make_decision
 
 _new = tuple.__new__  # builds a Decision without the NamedTuple __new__ wrapper (2x faster)
 
@@ -67,7 +67,7 @@ class _VirtualTime(Algorithm):
                 return state, self.reject_forever(burst, 0.0)
             full_at = now + cost * interval
             remaining = int(burst - cost + _ROUND)
-            return full_at, _new(Decision, (True, self.limit, remaining, 0.0, full_at - now, 0.0))
+            return full_at, _new(Decision, (True, self.limit, remaining, 0.0, full_at - now))
         if cost > burst:
             return state, self.reject_forever(
                 int(burst - (state - now) / interval + _ROUND), state - now
@@ -78,8 +78,11 @@ class _VirtualTime(Algorithm):
             remaining = int(burst - (full_at - now) / interval + _ROUND)
             if remaining < 0:
                 remaining = 0
-            delay = state - now if self._shape else 0.0
-            return full_at, _new(Decision, (True, self.limit, remaining, 0.0, full_at - now, delay))
+            if self._shape and state > now:
+                return full_at, make_decision(
+                    True, self.limit, remaining, 0.0, full_at - now, state - now
+                )
+            return full_at, _new(Decision, (True, self.limit, remaining, 0.0, full_at - now))
         remaining = int(burst - (state - now) / interval + _ROUND)
         retry_after = allow_at - now
         if now + retry_after < allow_at:  # rare: rounding; walk up to the exact float
@@ -92,7 +95,6 @@ class _VirtualTime(Algorithm):
                 remaining if remaining > 0 else 0,
                 retry_after,
                 state - now,
-                0.0,
             ),
         )
 
