@@ -68,7 +68,7 @@ def resolve_clock(clock: Clock | None) -> Clock:
     if clock is None:
         return SYSTEM_CLOCK
     if not callable(getattr(clock, "monotonic", None)):
-        raise TypeError(f"clock must have a monotonic() method, got {clock!r}")
+        raise ValueError(f"clock must have a monotonic() method, got {clock!r}")
     return clock
 
 

@@ -106,7 +106,7 @@ class BulkheadRejected(Event):
     """A bulkhead refused a call (queue full or queue timeout)."""
 
     reason: str
-    level: ClassVar[str] = "info"
+    level: ClassVar[str] = "debug"  # per request: an overload must not become a log flood
     kind: ClassVar[str] = "bulkhead_rejected"
 
 
@@ -154,7 +154,7 @@ class EventBus:
     sink that raises is counted in ``sink_errors`` and otherwise ignored.
     """
 
-    __slots__ = ("_levels", "_lock", "debug", "sink_errors", "sinks")
+    __slots__ = ("_lock", "_pairs", "debug", "sink_errors", "sinks")
 
     def __init__(self, sinks: Iterable[Sink] = ()) -> None:
         self._lock = threading.Lock()
@@ -163,7 +163,7 @@ class EventBus:
 
     def _set(self, sinks: tuple[Sink, ...]) -> None:
         levels = tuple(_level_of(s) for s in sinks)
-        self._levels = levels
+        self._pairs = tuple(zip(sinks, levels, strict=True))
         self.sinks: tuple[Sink, ...] = sinks
         self.debug = any(level <= LEVELS["debug"] for level in levels)
 
@@ -182,7 +182,7 @@ class EventBus:
     def emit(self, event: Event) -> None:
         """Deliver ``event`` to every sink that wants its level; never raises."""
         level = LEVELS.get(event.level, 20)
-        for sink, threshold in zip(self.sinks, self._levels, strict=False):
+        for sink, threshold in self._pairs:  # one tuple: a concurrent add() cannot skew them
             if level < threshold:
                 continue
             try:

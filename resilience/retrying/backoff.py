@@ -66,6 +66,8 @@ class Backoff(wait_base):
         self.maximum = _seconds(maximum, "maximum")
         if self.maximum < self.initial:
             raise ValueError(f"maximum ({maximum!r}) must be >= initial ({initial!r})")
+        if jitter == "decorrelated" and self.initial == 0.0:
+            raise ValueError("initial must be > 0 with jitter='decorrelated' (it grows from it)")
         if (
             isinstance(multiplier, bool)
             or not isinstance(multiplier, int | float)

@@ -134,6 +134,12 @@ class MemoryTable:
                     release()
             except StoreError as exc:
                 return failed(exc, key, cost)
+            except TypeError:
+                if type(key) is not str:  # unhashable: the dict lookup itself refused it
+                    raise InvalidKey(
+                        f"rate-limit key must be a str, got {type(key).__name__}"
+                    ) from None
+                raise
             if decision[0] or not events.debug:
                 return decision
             rejected(key, cost, decision)

@@ -35,7 +35,7 @@ from resilience.aiohttp import (
 from resilience.breaker import CircuitBreaker, CircuitState
 from resilience.bulkhead import Bulkhead
 from resilience.testing import FakeClock
-from tests.integration.test_asgi_harness import ratelimit_fields, serve_aiohttp
+from tests.integration.servers import ratelimit_fields, serve_aiohttp
 
 
 class Probe:

@@ -29,7 +29,7 @@ from resilience.asgi import BulkheadMiddleware, CircuitBreakerMiddleware, RateLi
 from resilience.breaker import CircuitBreaker, CircuitState
 from resilience.bulkhead import Bulkhead
 from resilience.testing import FakeClock
-from tests.integration.test_asgi_harness import serve_asgi
+from tests.integration.servers import serve_asgi
 
 FRAMEWORKS = ["starlette", "fastapi"]
 

@@ -21,7 +21,7 @@ import pytest
 from aiohttp import web
 
 from resilience import default_bus
-from tests.integration.test_asgi_harness import serve_aiohttp, serve_asgi
+from tests.integration.servers import serve_aiohttp, serve_asgi
 
 PAGE = Path(__file__).resolve().parents[2] / "docs" / "web.md"
 BLOCKS = re.findall(r"```python\n(.*?)```", PAGE.read_text(), re.DOTALL)

@@ -29,7 +29,7 @@ from starlette.websockets import WebSocket
 from resilience import GCRA, LeakyBucket, RateLimiter, TokenBucket
 from resilience.asgi import RateLimitMiddleware, Rule, client_ip, header
 from resilience.testing import FakeClock
-from tests.integration.test_asgi_harness import ratelimit_fields, serve_asgi
+from tests.integration.servers import ratelimit_fields, serve_asgi
 
 FRAMEWORKS = ["starlette", "fastapi"]
 

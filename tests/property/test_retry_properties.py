@@ -26,12 +26,12 @@ jitters: st.SearchStrategy[Jitter] = st.sampled_from(
 
 @st.composite
 def backoffs(draw: st.DrawFn) -> Backoff:
-    initial = draw(st.floats(0.0, 5.0, allow_nan=False))
+    jitter = draw(jitters)
+    low = 1e-6 if jitter == "decorrelated" else 0.0  # decorrelated jitter grows from initial
+    initial = draw(st.floats(low, 5.0, allow_nan=False))
     maximum = initial + draw(st.floats(0.0, 60.0, allow_nan=False))
     multiplier = draw(st.floats(1.0, 10.0, allow_nan=False))
-    return Backoff(
-        initial, maximum, multiplier, draw(jitters), rng=random.Random(draw(st.integers()))
-    )
+    return Backoff(initial, maximum, multiplier, jitter, rng=random.Random(draw(st.integers())))
 
 
 class Throttled(Exception):

@@ -106,7 +106,7 @@ def test_fake_clock_validation_and_threaded_sleepers() -> None:
 
 def test_clock_resolution() -> None:
     assert resolve_clock(None) is SYSTEM_CLOCK
-    with pytest.raises(TypeError):
+    with pytest.raises(ValueError, match="clock"):
         resolve_clock(object())  # type: ignore[arg-type]
     assert SYSTEM_CLOCK.monotonic() > 0
 

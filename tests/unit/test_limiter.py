@@ -206,6 +206,8 @@ def test_invalid_keys_get_a_typed_error() -> None:
         limiter.try_acquire("x" * 17)
     with pytest.raises(InvalidKey):
         limiter.try_acquire(42)  # type: ignore[arg-type]
+    with pytest.raises(InvalidKey):
+        limiter.try_acquire(["unhashable"])  # type: ignore[arg-type]
     assert isinstance(InvalidKey("x"), ValueError)
 
 

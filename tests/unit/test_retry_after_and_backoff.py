@@ -218,3 +218,8 @@ def test_budget_is_thread_safe() -> None:
     for t in threads:
         t.join(10)
     assert granted.count(True) == 100
+
+
+def test_decorrelated_jitter_needs_a_positive_initial() -> None:
+    with pytest.raises(ValueError, match="initial"):
+        Backoff(initial=0.0, jitter="decorrelated")

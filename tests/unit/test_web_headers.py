@@ -18,7 +18,7 @@ from resilience.web.headers import (
     sf_string,
 )
 from resilience.web.problem import circuit_open_body, overloaded_body, rate_limited_body
-from tests.integration.test_asgi_harness import parse_sf_list
+from tests.integration.servers import parse_sf_list
 
 
 def allowed(remaining: int, reset_after: float) -> Decision:

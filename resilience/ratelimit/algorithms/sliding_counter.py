@@ -25,7 +25,9 @@ from resilience.ratelimit.decision import Decision
 
 _new = tuple.__new__  # builds a Decision without the NamedTuple __new__ wrapper (2x faster)
 
-__all__ = ["SlidingWindowCounter"]
+__all__ = ["MAX_BUCKETS", "SlidingWindowCounter"]
+
+MAX_BUCKETS = 10_000
 
 
 class _Counter:
@@ -52,6 +54,8 @@ class SlidingWindowCounter(Algorithm):
         self.limit = check_count(limit, "limit")
         self.period = check_period(period)
         self.buckets = check_count(buckets, "buckets")
+        if self.buckets > MAX_BUCKETS:  # each key holds buckets + 1 counts
+            raise ValueError(f"buckets must be at most {MAX_BUCKETS}, got {buckets!r}")
         self._width = self.period / self.buckets
         self._slots = self.buckets + 1
 

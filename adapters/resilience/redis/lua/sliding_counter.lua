@@ -101,6 +101,9 @@ end
 local reset = 0
 if total ~= 0 or weighted ~= 0 then
   reset = (last + n + 1) * width - now
+  if reset < 0 then  -- float residue in the running total: already full again
+    reset = 0
+  end
 end
 
 if cost > limit then
