@@ -401,6 +401,19 @@ class CircuitBreaker(Policy):
         if transition is not None:
             self._emit(transition)
 
+    def on_error(self, permit: Permit, exc: BaseException, started: float) -> None:
+        """The permitted call raised ``exc``; ``started`` is when it began (``clock`` time).
+
+        Classified like a protected call: ``ignore`` counts as nothing,
+        ``record`` as a failure, anything else as a success; a cancelled probe
+        in half-open is a failure, a cancelled closed call counts as nothing.
+        """
+        self._settle(permit, self._classifier.error(exc), started)
+
+    async def aon_error(self, permit: Permit, exc: BaseException, started: float) -> None:
+        """Async :meth:`on_error` (for middleware; works with remote stores)."""
+        await self._asettle(permit, self._classifier.error(exc), started)
+
     async def apermit(self, now: float | None = None) -> Permit:
         permit = await self._table.aacquire(self._now() if now is None else now)
         if permit.transition is not None:

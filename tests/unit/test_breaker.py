@@ -619,3 +619,29 @@ async def test_acall_with_time_window_and_failures() -> None:
 def test_repr_mentions_name_and_state() -> None:
     breaker, _ = make()
     assert "dep" in repr(breaker) and "closed" in repr(breaker)
+
+
+async def test_manual_error_reporting_classifies_like_a_protected_call() -> None:
+    clock = FakeClock()
+    breaker = CircuitBreaker(
+        "manual",
+        consecutive_failures=1,
+        open_duration=5.0,
+        ignore=(LookupError,),
+        clock=clock,
+        events=EventBus(),
+    )
+    permit = await breaker.apermit()
+    await breaker.aon_error(permit, KeyError("ignored"), clock.monotonic())
+    assert breaker.state is CircuitState.CLOSED
+    permit = await breaker.apermit()
+    await breaker.aon_error(permit, asyncio.CancelledError(), clock.monotonic())
+    assert breaker.state is CircuitState.CLOSED  # a cancelled closed call says nothing
+    permit = breaker.permit()
+    breaker.on_error(permit, RuntimeError("down"), clock.monotonic())
+    assert breaker.state is CircuitState.OPEN
+    clock.advance(5.0)
+    probe = await breaker.apermit()
+    assert probe.allowed
+    await breaker.aon_error(probe, asyncio.CancelledError(), clock.monotonic())
+    assert breaker.state is CircuitState.OPEN  # a cancelled half-open probe is a failure

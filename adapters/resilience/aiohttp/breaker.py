@@ -54,11 +54,8 @@ def circuit_breaker_middleware(
             else:
                 await breaker.aon_success(permit, elapsed)
             raise
-        except Exception:
-            await breaker.aon_failure(permit, now() - start if timed else 0.0)
-            raise
-        except BaseException:
-            await breaker.arelease(permit)
+        except BaseException as exc:  # record/ignore decide; a cancelled probe fails
+            await breaker.aon_error(permit, exc, start if timed else now())
             raise
         elapsed = now() - start if timed else 0.0
         if response.status in failures:

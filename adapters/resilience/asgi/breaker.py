@@ -68,11 +68,8 @@ class CircuitBreakerMiddleware:
         recorder = StatusRecorder(send)
         try:
             await self.app(scope, receive, recorder.send)
-        except Exception:
-            await breaker.aon_failure(permit, self._elapsed(start))
-            raise
-        except BaseException:  # cancelled (client gone), interrupted: says nothing
-            await breaker.arelease(permit)
+        except BaseException as exc:  # record/ignore decide; a cancelled probe fails
+            await breaker.aon_error(permit, exc, start if self._timed else self._now())
             raise
         if recorder.status in self._failures or not recorder.status:
             await breaker.aon_failure(permit, self._elapsed(start))
