@@ -28,8 +28,10 @@ import warnings
 from collections.abc import Callable, Coroutine
 from typing import Any, Literal
 
+from resilience.breaker.config import BreakerConfig
 from resilience.ratelimit.algorithms.base import Algorithm, check_period
 from resilience.redis._exec import AsyncRunner, SyncRunner, timeout_problems
+from resilience.redis.breaker import RedisBreakerStore, RedisBreakerTable
 from resilience.redis.table import RedisTable
 
 __all__ = ["RedisStore"]
@@ -182,6 +184,16 @@ class RedisStore:
     def table(self, algorithm: Algorithm, now: Callable[[], float], name: str = "") -> RedisTable:
         """A limiter's namespace: keys ``<key_prefix><name>:{<key>}:<kind>``."""
         return RedisTable(self, algorithm, now, name)
+
+    def breaker_table(
+        self, name: str, config: BreakerConfig, now: Callable[[], float]
+    ) -> RedisBreakerTable:
+        """Circuit-breaker state shared by every process (fail-open on outages).
+
+        For another outage policy or expiry, pass ``RedisBreakerStore(store, ...)``
+        to the breaker instead; see :mod:`resilience.redis.breaker`.
+        """
+        return RedisBreakerStore(self).breaker_table(name, config, now)
 
     def missing_client(self, kind: str) -> str:
         """The message for a decision on a path this store has no client for."""
