@@ -284,3 +284,32 @@ def bytes_per_key(insert: Callable[[str], object], keys: Sequence[str]) -> float
         for key in keys:
             insert(key)
         return traced.growth() / len(keys)
+
+
+def interleaved_table(
+    table: str,
+    cases: Mapping[str, Callable[[], Timing]],
+    base: str,
+    results: dict[str, Timing],
+    passes: int = 3,
+) -> list[dict[str, Any]]:
+    """Measure ``cases`` interleaved; rows relative to ``cases[base]``.
+
+    Each timing is also filed in ``results`` as ``"table / name"`` (and the
+    base as ``"table / <bare>"``) for the bars tables built afterwards.
+    """
+    timings = interleave(cases, passes)
+    bare_timing = timings[base]
+    for name, timing in timings.items():
+        results[f"{table} / {name}"] = timing
+    results[f"{table} / <bare>"] = bare_timing
+    return [
+        {
+            "table": table,
+            "name": name,
+            "ns_per_call": round(timing.min_ns, 1),
+            "ns_median": round(timing.median_ns, 1),
+            "ratio_to_bare": round(timing.ratio(bare_timing), 2),
+        }
+        for name, timing in timings.items()
+    ]

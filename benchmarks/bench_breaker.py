@@ -30,7 +30,14 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from benchmarks._harness import Timing, abare, bare, interleave, time_async, time_sync
+from benchmarks._harness import (
+    Timing,
+    abare,
+    bare,
+    interleaved_table,
+    time_async,
+    time_sync,
+)
 from resilience.breaker import CircuitBreaker, TimeWindow
 from resilience.errors import CircuitOpen
 from resilience.events import EventBus
@@ -96,21 +103,7 @@ def _table(
     results: dict[str, Timing],
 ) -> list[Row]:
     """Measure ``cases`` interleaved; file each timing in ``results`` as "table / name"."""
-    timings = interleave(cases, PASSES)
-    bare_timing = timings[base]
-    for name, timing in timings.items():
-        results[f"{table} / {name}"] = timing
-    results[f"{table} / <bare>"] = bare_timing
-    return [
-        {
-            "table": table,
-            "name": name,
-            "ns_per_call": round(timing.min_ns, 1),
-            "ns_median": round(timing.median_ns, 1),
-            "ratio_to_bare": round(timing.ratio(bare_timing), 2),
-        }
-        for name, timing in timings.items()
-    ]
+    return interleaved_table(table, cases, base, results, PASSES)
 
 
 def _sync(fn: Callable[..., object], *args: Any) -> Callable[[], Timing]:

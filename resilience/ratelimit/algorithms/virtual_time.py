@@ -109,7 +109,23 @@ class _VirtualTime(Algorithm):
         return back if back > now else None
 
 
-class TokenBucket(_VirtualTime):
+class _Bursty(_VirtualTime):
+    """Parameters shared by the token bucket and GCRA: a rate and a burst."""
+
+    __slots__ = ()
+
+    def __init__(self, limit: int, period: float = 1.0, burst: int | None = None) -> None:
+        self._setup(limit, period, burst, "burst")
+
+    @property
+    def burst(self) -> int:
+        return self._burst
+
+    def params(self) -> dict[str, object]:
+        return {"limit": self.limit, "period": self.period, "burst": self._burst}
+
+
+class TokenBucket(_Bursty):
     """Refill ``limit`` tokens per ``period`` into a bucket holding ``burst`` (default ``limit``).
 
     Admits at most ``burst + limit * dt / period`` cost in any interval ``dt``.
@@ -118,18 +134,8 @@ class TokenBucket(_VirtualTime):
     kind: ClassVar[str] = "token-bucket"
     __slots__ = ()
 
-    def __init__(self, limit: int, period: float = 1.0, burst: int | None = None) -> None:
-        self._setup(limit, period, burst, "burst")
 
-    @property
-    def burst(self) -> int:
-        return self._burst
-
-    def params(self) -> dict[str, object]:
-        return {"limit": self.limit, "period": self.period, "burst": self._burst}
-
-
-class GCRA(_VirtualTime):
+class GCRA(_Bursty):
     """Generic cell rate algorithm: one timestamp (the TAT) per key.
 
     ``burst`` requests may arrive back to back; after that they are spaced by
@@ -138,16 +144,6 @@ class GCRA(_VirtualTime):
 
     kind: ClassVar[str] = "gcra"
     __slots__ = ()
-
-    def __init__(self, limit: int, period: float = 1.0, burst: int | None = None) -> None:
-        self._setup(limit, period, burst, "burst")
-
-    @property
-    def burst(self) -> int:
-        return self._burst
-
-    def params(self) -> dict[str, object]:
-        return {"limit": self.limit, "period": self.period, "burst": self._burst}
 
 
 class LeakyBucket(_VirtualTime):
