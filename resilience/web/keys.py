@@ -55,6 +55,9 @@ ForwardingHeader = Literal["x-forwarded-for", "forwarded", "auto"]
 NO_PEER = "unknown-peer"
 """The key when the server reports no peer at all (a Unix socket, an in-process test client)."""
 
+UNIX_PEER = "0.0.0.0"
+"""Stand-in peer for requests over a Unix socket when ``"unix"`` is a trusted proxy."""
+
 MAX_KEY_LENGTH = 256
 MEMO_SIZE = 8192
 MEMO_CHAIN_CHARS = 512
@@ -95,6 +98,7 @@ class ClientIP(RequestKey):
         "_trusted",
         "_trusted_addresses",
         "_trusted_peers",
+        "_unix",
         "ipv6_prefix",
     )
 
@@ -105,7 +109,17 @@ class ClientIP(RequestKey):
         header: ForwardingHeader = "auto",
         ipv6_prefix: int = 64,
     ) -> None:
-        self._trusted = parse_networks(trusted_proxies)
+        if isinstance(trusted_proxies, str | bytes):
+            parse_networks(trusted_proxies)  # raises: a list is needed, not one string
+        entries = list(trusted_proxies)
+        # "unix": the server reports no peer address (a Unix socket), and whatever sits on
+        # that socket is our proxy.  Such requests walk the forwarding headers from a
+        # stand-in peer address that is trusted for exactly that purpose.
+        self._unix = any(isinstance(e, str) and e.strip().lower() == "unix" for e in entries)
+        networks = [e for e in entries if not (isinstance(e, str) and e.strip().lower() == "unix")]
+        if self._unix:
+            networks.append(UNIX_PEER + "/32")
+        self._trusted = parse_networks(networks)
         if header not in ("x-forwarded-for", "forwarded", "auto"):
             raise ValueError(
                 f"header must be 'x-forwarded-for', 'forwarded' or 'auto', got {header!r}"
@@ -130,7 +144,9 @@ class ClientIP(RequestKey):
     def from_scope(self, scope: Mapping[str, Any]) -> str:
         peer = _scope_peer(scope)
         if peer is None:
-            return NO_PEER
+            if not self._unix:
+                return NO_PEER
+            peer = UNIX_PEER
         if not self._trusted or not self._peer_trusted(peer):
             if ":" not in peer:
                 return peer
@@ -146,7 +162,9 @@ class ClientIP(RequestKey):
 
     def from_request(self, request: object, peer: str | None, headers: HeaderLookup) -> str:
         if peer is None or not peer:
-            return NO_PEER
+            if not self._unix:
+                return NO_PEER
+            peer = UNIX_PEER
         if not self._trusted or not self._peer_trusted(peer):
             return group_peer(peer, self.ipv6_prefix)
         header = self._header

@@ -219,3 +219,18 @@ def test_the_client_is_the_first_untrusted_hop_from_the_right(
 def test_hop_splitting() -> None:
     assert xff_hops(["a, b", "c"]) == ["c", " b", "a"]
     assert forwarded_hops(['for=a;proto=x, for="b,c", by=d']) == ["", "b,c", "a"]
+
+
+def test_unix_socket_proxy_walks_forwarding_headers_only_when_trusted() -> None:
+    from resilience.web.keys import NO_PEER, client_ip
+
+    def scope(xff: str | None) -> dict[str, object]:
+        headers = [] if xff is None else [(b"x-forwarded-for", xff.encode())]
+        return {"type": "http", "client": None, "headers": headers}
+
+    behind_socket = client_ip(trusted_proxies=["unix", "10.0.0.0/8"])
+    assert behind_socket(scope("198.51.100.7")) == "198.51.100.7"
+    assert behind_socket(scope("203.0.113.9, 10.0.0.2")) == "203.0.113.9"
+    assert behind_socket(scope("1.2.3.4, 198.51.100.7")) == "198.51.100.7"  # spoofed left part
+    assert behind_socket(scope(None)) == "0.0.0.0"  # nothing forwarded: one bucket per proxy
+    assert client_ip()(scope("198.51.100.7")) == NO_PEER  # without "unix", headers are ignored
