@@ -33,15 +33,22 @@ MAX_BUCKETS = 10_000
 class _Counter:
     """Ring of ``buckets + 1`` sub-bucket counts ending at ``index``."""
 
-    __slots__ = ("end", "index", "last", "ring", "start", "total")
+    __slots__ = ("cur", "end", "index", "last", "reset_at", "ring", "start", "total", "wslot")
 
-    def __init__(self, slots: int, index: int, width: float) -> None:
+    def __init__(self, slots: int, index: int, width: float, buckets: int) -> None:
         self.ring: list[float] = [0] * slots
-        self.index = index  # the current sub-bucket
-        self.start = index * width  # its bounds, cached: no floor division in the common case
-        self.end = (index + 1) * width
         self.total: float = 0  # sum of the `buckets` newest sub-buckets (not the weighted one)
         self.last = index  # newest sub-bucket with a non-zero count
+        self.move(index, width, buckets, slots)
+
+    def move(self, index: int, width: float, buckets: int, slots: int) -> None:
+        """Make ``index`` current; cache what the common case would otherwise recompute."""
+        self.index = index
+        self.start = index * width  # bounds: no floor division while still in this bucket
+        self.end = (index + 1) * width
+        self.cur = index % slots  # ring slots of the current and the weighted bucket
+        self.wslot = (index - buckets) % slots
+        self.reset_at = (index + buckets + 1) * width  # full again if admitted now
 
 
 class SlidingWindowCounter(Algorithm):
@@ -76,17 +83,13 @@ class SlidingWindowCounter(Algorithm):
             for i in range(slots):
                 ring[i] = 0
             state.total = 0
-            state.index = index
-            state.start = index * self._width
-            state.end = (index + 1) * self._width
+            state.move(index, self._width, n, slots)
             return
         while current < index:
             state.total -= ring[(current - n + 1) % slots]  # becomes the weighted bucket
             current += 1
             ring[current % slots] = 0  # reuses the slot of the bucket that left
-        state.index = current
-        state.start = current * self._width
-        state.end = (current + 1) * self._width
+        state.move(current, self._width, n, slots)
 
     def _threshold(self, index: int, weighted: float, total: float, cost: float) -> float:
         """Earliest time within sub-bucket ``index`` at which ``cost`` fits (INF if none)."""
@@ -110,14 +113,13 @@ class SlidingWindowCounter(Algorithm):
             if state is None:
                 if cost > limit:
                     return None, _new(Decision, (False, limit, limit, INF, 0.0))
-                state = _Counter(self._slots, index, width)
+                state = _Counter(self._slots, index, width, self.buckets)
             elif index > state.index:
                 self._advance(state, index)
             else:  # a clock that went backwards: stay in the newest sub-bucket
                 index = state.index
-        n = self.buckets
         ring = state.ring
-        weighted = ring[(index - n) % self._slots]
+        weighted = ring[state.wslot]
         total = state.total
         start = state.start
         estimate = weighted * (1.0 - (now - start) / width) + total if weighted else total
@@ -130,7 +132,7 @@ class SlidingWindowCounter(Algorithm):
         # Admit when weighted * (1 - phase) <= room, written as a time threshold so that
         # retry_after (from _allow_at, the same expression) is exact.
         if room >= weighted or (room >= 0 and now >= start + width * (1.0 - room / weighted)):
-            ring[index % self._slots] += cost
+            ring[state.cur] += cost
             state.total = total + cost
             state.last = index
             remaining = int(limit - estimate - cost + 1e-9)
@@ -141,7 +143,7 @@ class SlidingWindowCounter(Algorithm):
                     limit,
                     remaining if remaining > 0 else 0,
                     0.0,
-                    (index + n + 1) * width - now,
+                    state.reset_at - now,
                 ),
             )
         allow_at = self._allow_at(state, cost)

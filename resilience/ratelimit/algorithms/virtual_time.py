@@ -25,7 +25,7 @@ from resilience.ratelimit.algorithms.base import (
     check_period,
     wait_until,
 )
-from resilience.ratelimit.decision import Decision, make_decision
+from resilience.ratelimit.decision import Decision, ShapedDecision
 
 _new = tuple.__new__  # builds a Decision without the NamedTuple __new__ wrapper (2x faster)
 
@@ -79,9 +79,9 @@ class _VirtualTime(Algorithm):
             if remaining < 0:
                 remaining = 0
             if self._shape and state > now:
-                return full_at, make_decision(
-                    True, self.limit, remaining, 0.0, full_at - now, state - now
-                )
+                shaped = _new(ShapedDecision, (True, self.limit, remaining, 0.0, full_at - now))
+                shaped.delay = state - now
+                return full_at, shaped
             return full_at, _new(Decision, (True, self.limit, remaining, 0.0, full_at - now))
         remaining = int(burst - (state - now) / interval + _ROUND)
         retry_after = allow_at - now
