@@ -63,8 +63,11 @@ class FakeClock:
         """Move time forward and wake every sleeper whose deadline has come."""
         if not (seconds >= 0 and math.isfinite(seconds)):
             raise ValueError(f"advance() needs a finite, non-negative number, got {seconds!r}")
+        self._move(self._now + seconds)
+
+    def _move(self, to: float) -> None:
         with self._cond:
-            self._now += seconds
+            self._now = to
             now = self._now
             due = []
             while self._waiters and self._waiters[0][0] <= now:
@@ -76,8 +79,10 @@ class FakeClock:
             loop.call_soon_threadsafe(_resolve, future)
 
     def set(self, now: float) -> None:
-        """Jump to ``now`` (never backwards)."""
-        self.advance(max(0.0, now - self._now))
+        """Jump to exactly ``now`` (never backwards)."""
+        if not math.isfinite(now):
+            raise ValueError(f"set() needs a finite time, got {now!r}")
+        self._move(max(now, self._now))
 
     def sleep(self, seconds: float) -> None:
         seconds = max(0.0, seconds)

@@ -278,7 +278,7 @@ def test_sliding_counter_matches_a_naive_recount(
         if margin > 1e-6:
             assert d.allowed
         elif margin < -1e-6:
-            assert not d.allowed
+            assert not d.allowed, (t, cost, margin, model.j, model.admitted[-15:], schedule)
         if d.allowed:
             model.admitted.append((model.j, cost))
 
@@ -313,3 +313,26 @@ def test_bucket_algorithms_match_a_naive_token_bucket(
             assert not d.allowed
         if d.allowed:
             model.tokens -= cost
+
+
+@SETTINGS
+@given(all_algorithms(), weighted_schedules(3), st.integers(1, 3), st.booleans())
+def test_retry_after_is_the_shortest_wait(
+    algorithm: Algorithm, schedule: list[tuple[float, float]], probe_cost: int, unit: bool
+) -> None:
+    """Just before ``now + retry_after`` the same request is still rejected: the wait is exact."""
+    import copy
+
+    state = None
+    now = 0.0
+    for t, cost in schedule:
+        now = t
+        state, _ = algorithm.decide(state, t, 1 if unit else cost)
+    state, decision = algorithm.decide(state, now, probe_cost)
+    if decision.allowed or not math.isfinite(decision.retry_after):
+        return
+    later = now + decision.retry_after
+    assert algorithm.decide(copy.deepcopy(state), later, probe_cost)[1].allowed
+    earlier = now + math.nextafter(decision.retry_after, 0.0)
+    if earlier < later:
+        assert not algorithm.decide(copy.deepcopy(state), earlier, probe_cost)[1].allowed

@@ -146,15 +146,25 @@ class SlidingWindowCounter(Algorithm):
                     state.reset_at - now,
                 ),
             )
-        allow_at = self._allow_at(state, cost)
+        # Rejected.  If the cost fits within this sub-bucket, the threshold above is the
+        # answer (what _allow_at's first step computes); else simulate the buckets ahead.
+        if room >= 0:
+            allow_at = start + width * (1.0 - room / weighted)
+        else:
+            allow_at = self._allow_at(state, cost)
+        retry_after = allow_at - now
+        if now + retry_after < allow_at:  # rare: rounding; walk up to the exact float
+            retry_after = wait_until(now, allow_at)
+        reset = (state.last + self.buckets + 1) * width - now  # total or weighted is non-zero
+        remaining = int(limit - estimate + 1e-9)
         return state, _new(
             Decision,
             (
                 False,
                 limit,
-                _floor(limit - estimate),
-                wait_until(now, allow_at),
-                self._reset(state, now),
+                remaining if remaining > 0 else 0,
+                retry_after,
+                reset if reset > 0.0 else 0.0,
             ),
         )
 

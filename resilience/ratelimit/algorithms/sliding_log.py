@@ -8,6 +8,7 @@ counter or GCRA for large limits.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from typing import ClassVar
 
@@ -28,12 +29,13 @@ __all__ = ["SlidingWindowLog"]
 class _Log:
     """Admitted entries still in the window, oldest first, and their total cost."""
 
-    __slots__ = ("costs", "times", "total")
+    __slots__ = ("costs", "odd", "times", "total")
 
     def __init__(self) -> None:
         self.times: deque[float] = deque()
         self.costs: deque[float] = deque()
         self.total: float = 0
+        self.odd = 0  # entries whose cost is not 1: while 0, a rejection needs no scan
 
 
 class SlidingWindowLog(Algorithm):
@@ -62,7 +64,10 @@ class SlidingWindowLog(Algorithm):
         # An entry admitted at t counts during [t, t + period).
         while times and times[0] + period <= now:
             times.popleft()
-            state.total -= costs.popleft()
+            gone = costs.popleft()
+            state.total -= gone
+            if gone != 1:
+                state.odd -= 1
         total = state.total
         if cost > limit:
             reset = times[-1] + period - now if times else 0.0
@@ -71,24 +76,28 @@ class SlidingWindowLog(Algorithm):
             times.append(now)
             costs.append(cost)
             state.total = total + cost
+            if cost != 1:
+                state.odd += 1
             return state, _new(Decision, (True, limit, int(limit - total - cost), 0.0, period))
-        need = total + cost - limit
-        freed: float = 0
-        allow_at = INF
-        for t, c in zip(times, costs, strict=True):
-            freed += c
-            if freed >= need:
-                allow_at = t + period
-                break
+        need = total + cost - limit  # cost that must leave the window first
+        if not state.odd:
+            # Every entry costs 1: the first ceil(need) entries must go.  O(1), so a
+            # client hammering a key with a large limit cannot make rejections scan it.
+            allow_at = times[math.ceil(need) - 1] + period
+        else:
+            freed: float = 0
+            allow_at = INF
+            for t, c in zip(times, costs, strict=True):
+                freed += c
+                if freed >= need:
+                    allow_at = t + period
+                    break
+        retry_after = allow_at - now
+        if now + retry_after < allow_at:  # rare: rounding; walk up to the exact float
+            retry_after = wait_until(now, allow_at)
         return state, _new(
             Decision,
-            (
-                False,
-                limit,
-                int(limit - total),
-                wait_until(now, allow_at),
-                times[-1] + period - now,
-            ),
+            (False, limit, int(limit - total), retry_after, times[-1] + period - now),
         )
 
     def full_at(self, state: _Log | None) -> float:
