@@ -29,7 +29,7 @@ class ResilienceError(Exception):
 
 
 class RateLimited(ResilienceError):
-    """A rate limiter refused the call: ``RateLimited(decision, policy=None)``.
+    """A rate limiter refused the call: ``RateLimited(decision, policy)`` (positional).
 
     ``retry_after`` is the wait after which the same request would be admitted
     if nothing else arrives (``math.inf`` when it can never fit).
@@ -57,11 +57,18 @@ class RateLimited(ResilienceError):
 
     @property
     def retry_after(self) -> float:
-        return self.args[0][3]  # type: ignore[no-any-return]
+        try:
+            return float(self.args[0][3])
+        except (IndexError, TypeError, ValueError):
+            return 0.0  # raised by hand without a Decision
 
     def __str__(self) -> str:
+        try:
+            retry_after = float(self.args[0][3])
+        except (IndexError, TypeError, ValueError):
+            return super().__str__()
         name = f" by {self.policy!r}" if self.policy else ""
-        return f"rate limited{name}; retry after {self.decision.retry_after:.3f}s"
+        return f"rate limited{name}; retry after {retry_after:.3f}s"
 
 
 class CircuitOpen(ResilienceError):

@@ -87,8 +87,11 @@ class ShapedDecision(Decision):
     def __eq__(self, other: object) -> bool:
         return tuple.__eq__(self, other) is True and self.delay == getattr(other, "delay", 0.0)
 
+    def __ne__(self, other: object) -> bool:
+        return not self.__eq__(other)
+
     def __hash__(self) -> int:
-        return hash((tuple(self), self.delay))
+        return tuple.__hash__(self) if not self.delay else hash((tuple(self), self.delay))
 
 
 def make_decision(

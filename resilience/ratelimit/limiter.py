@@ -111,15 +111,16 @@ class RateLimiter(Policy):
 
     async def atry_acquire(self, key: str = "global", cost: float = 1) -> Decision:
         """``try_acquire`` for async code; never blocks the event loop."""
+        adecide = self._adecide
+        if adecide is None:  # an in-process table: the same (fused) path as sync code
+            return self.try_acquire(key, cost)
         if cost.__class__ is not int or cost < 1:
             check_cost(cost)
         try:
-            adecide = self._adecide
-            if adecide is None:
-                decision = self._decide(key, cost, self._now())
-            else:
-                decision = await adecide(key, cost, self._now())
+            decision = await adecide(key, cost, self._now())
         except StoreError as exc:
+            if isinstance(exc, StoreFull):
+                return self._store_full(exc)
             fallback = self.fallback
             if fallback is not None:
                 self._count_store_error(exc, "fallback")
@@ -160,7 +161,8 @@ class RateLimiter(Policy):
                     if timeout is not None and waited + delay > timeout:
                         self.refund(key, cost)
                         raise RateLimited(
-                            decision._replace(allowed=False, retry_after=delay), self.name
+                            decision._replace(allowed=False, retry_after=delay, delay=0.0),
+                            self.name,
                         )
                     try:
                         yield delay

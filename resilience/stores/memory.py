@@ -120,10 +120,12 @@ class MemoryTable:
         def try_acquire(key: str = "global", cost: float = 1) -> Decision:
             if cost.__class__ is not int or cost < 1:
                 check_cost(cost)
-            at = now()
             try:
                 acquire()
                 try:
+                    # The clock is read under the lock: decisions on this table then see
+                    # non-decreasing times, whichever thread gets there first.
+                    at = now()
                     state = get(key)
                     if state is None:
                         decision = decide_new(key, cost, at)

@@ -67,7 +67,7 @@ def test_weighted_costs() -> None:
     assert limiter.try_acquire("a", 7).remaining == 3
     assert not limiter.try_acquire("a", 4)
     assert limiter.try_acquire("a", 3).remaining == 0
-    assert limiter.try_acquire("a", 0.5) is not None or True
+    assert not limiter.try_acquire("a", 0.5).allowed  # full: even a fractional cost waits
 
 
 def test_acquire_waits_on_the_clock() -> None:
@@ -284,3 +284,43 @@ def test_a_full_store_rejects_new_keys_by_default_and_never_forgives_live_ones()
     assert all(lenient.try_acquire(f"y{i}").allowed for i in range(5))
     with pytest.raises(ValueError, match="on_store_full"):
         RateLimiter(TokenBucket(1), on_store_full="maybe")  # type: ignore[arg-type]
+
+
+async def test_async_path_shares_the_sync_semantics_for_bad_keys_and_a_full_store() -> None:
+    limiter = RateLimiter(TokenBucket(1, 10.0), store=MemoryStore(max_keys=1), clock=FakeClock())
+    with pytest.raises(InvalidKey):
+        await limiter.atry_acquire(["unhashable"])  # type: ignore[arg-type]
+    assert (await limiter.atry_acquire("a")).allowed
+    refused = await limiter.atry_acquire("b")  # store full: rejected, not failed open
+    assert not refused.allowed and refused.retry_after == pytest.approx(10.0)
+
+
+def test_decisions_compare_with_their_delay() -> None:
+    from resilience.ratelimit.decision import make_decision
+
+    plain = make_decision(True, 5, 4, 0.0, 1.0)
+    shaped = make_decision(True, 5, 4, 0.0, 1.0, delay=0.5)
+    assert shaped != plain
+    assert plain != shaped
+    assert (shaped == plain) is False
+    assert shaped == make_decision(True, 5, 4, 0.0, 1.0, delay=0.5)
+    assert hash(make_decision(True, 5, 4, 0.0, 1.0, delay=0.0)) == hash(plain)
+    allowed, limit, remaining, retry_after, reset_after = shaped  # five fields, as the contract
+    assert (allowed, limit, remaining, retry_after, reset_after) == (True, 5, 4, 0.0, 1.0)
+    assert shaped.delay == 0.5
+
+
+def test_rate_limited_raised_by_hand_still_prints() -> None:
+    assert str(RateLimited()) == ""  # type: ignore[call-arg]
+    assert str(RateLimited("slow down")) == "slow down"  # type: ignore[arg-type]
+    assert RateLimited("slow down").retry_after == 0.0  # type: ignore[arg-type]
+
+
+def test_fixed_window_never_rebuilds_an_older_window_for_a_late_reading() -> None:
+    algorithm = FixedWindow(3, 1.0)
+    state = None
+    for t in (1.01, 1.02, 1.03):
+        state, d = algorithm.decide(state, t, 1)
+        assert d.allowed
+    state, late = algorithm.decide(state, 0.999, 1)  # a thread that read the clock earlier
+    assert not late.allowed

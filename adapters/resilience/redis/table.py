@@ -69,6 +69,11 @@ def plan(algorithm: Algorithm) -> tuple[Script, str, tuple[float, ...]]:
         return script("sliding_log"), "sl", (algorithm.period, algorithm.limit)
     if isinstance(algorithm, SlidingWindowCounter) and kind is SlidingWindowCounter:
         buckets = algorithm.buckets
+        if buckets > MAX_REDIS_BUCKETS:
+            raise ValueError(
+                f"buckets: the Redis script packs the ring in one MessagePack value and "
+                f"handles at most {MAX_REDIS_BUCKETS} buckets, got {buckets}"
+            )
         width = algorithm.period / buckets  # the same division as the algorithm's
         return script("sliding_counter"), f"sc{buckets}", (width, algorithm.limit, buckets)
     raise ValueError(
@@ -76,6 +81,10 @@ def plan(algorithm: Algorithm) -> tuple[Script, str, tuple[float, ...]]:
         "use one of TokenBucket, GCRA, LeakyBucket, FixedWindow, SlidingWindowLog, "
         "SlidingWindowCounter"
     )
+
+
+MAX_REDIS_BUCKETS = 3_000
+"""Lua's unpack/cmsgpack limits (measured: about 4,000) with a margin."""
 
 
 def _escape(text: str) -> str:

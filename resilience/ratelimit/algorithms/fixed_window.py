@@ -49,6 +49,10 @@ class FixedWindow(Algorithm):
             end = state[0]
             used = state[1]
             start = state[2]
+        elif state is not None and now < state[2]:  # a clock behind the newest window
+            end = state[0]  # counts in it, never in a rebuilt (forgiven) older one
+            used = state[1]
+            start = state[2]
         else:
             window = window_index(now, self.period)
             start = window * self.period
