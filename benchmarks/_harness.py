@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import importlib
 import statistics
 import time
 import tracemalloc
@@ -313,3 +314,21 @@ def interleaved_table(
         }
         for name, timing in timings.items()
     ]
+
+
+def optional_import(module: str) -> Any:
+    """A peer library, or ``None`` when it is not installed (its rows are skipped)."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        return None
+
+
+def sync_case(fn: Callable[..., object], *args: Any, repeat: int = 3) -> Callable[[], Timing]:
+    """A deferred ``time_sync(fn, *args)`` for :func:`interleave`."""
+    return lambda: time_sync(fn, *args, repeat=repeat)
+
+
+def async_case(fn: Callable[..., Any], *args: Any, repeat: int = 3) -> Callable[[], Timing]:
+    """A deferred ``time_async(fn, *args)`` for :func:`interleave`."""
+    return lambda: time_async(fn, *args, repeat=repeat)

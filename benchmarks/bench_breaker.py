@@ -25,7 +25,6 @@ import asyncio
 import contextlib
 import datetime
 import gc
-import importlib
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -33,10 +32,11 @@ from typing import Any
 from benchmarks._harness import (
     Timing,
     abare,
+    async_case,
     bare,
     interleaved_table,
-    time_async,
-    time_sync,
+    optional_import,
+    sync_case,
 )
 from resilience.breaker import CircuitBreaker, TimeWindow
 from resilience.errors import CircuitOpen
@@ -54,12 +54,7 @@ CLOSED_ASYNC = "Breaker closed, async"
 REJECTED = "Breaker open: rejection incl. raise"
 
 
-def _optional(module: str) -> Any:
-    """A peer library, or ``None`` when it is not installed (its rows are skipped)."""
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        return None
+_optional = optional_import
 
 
 pybreaker = _optional("pybreaker")
@@ -107,11 +102,11 @@ def _table(
 
 
 def _sync(fn: Callable[..., object], *args: Any) -> Callable[[], Timing]:
-    return lambda: time_sync(fn, *args, repeat=REPEAT)
+    return sync_case(fn, *args, repeat=REPEAT)
 
 
 def _async(fn: Callable[..., Any], *args: Any) -> Callable[[], Timing]:
-    return lambda: time_async(fn, *args, repeat=REPEAT)
+    return async_case(fn, *args, repeat=REPEAT)
 
 
 def _ours(name: str, **options: Any) -> CircuitBreaker:

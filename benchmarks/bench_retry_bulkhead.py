@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import importlib
 import logging
 import threading
 from collections.abc import Callable
@@ -34,10 +33,11 @@ from typing import Any
 from benchmarks._harness import (
     Timing,
     abare,
+    async_case,
     bare,
     interleaved_table,
-    time_async,
-    time_sync,
+    optional_import,
+    sync_case,
 )
 from resilience.bulkhead import AdaptiveBulkhead, Bulkhead
 from resilience.errors import BulkheadFull
@@ -60,12 +60,7 @@ BULKHEAD_SYNC = "Bulkhead, slot free, sync"
 REJECTED = "Rejection incl. raise"
 
 
-def _optional(module: str) -> Any:
-    """A peer library, or ``None`` when it is not installed (its rows are skipped)."""
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        return None
+_optional = optional_import
 
 
 tenacity = _optional("tenacity")
@@ -86,11 +81,11 @@ def _table(
 
 
 def _sync(fn: Callable[..., object], *args: Any) -> Callable[[], Timing]:
-    return lambda: time_sync(fn, *args, repeat=REPEAT)
+    return sync_case(fn, *args, repeat=REPEAT)
 
 
 def _async(fn: Callable[..., Any], *args: Any) -> Callable[[], Timing]:
-    return lambda: time_async(fn, *args, repeat=REPEAT)
+    return async_case(fn, *args, repeat=REPEAT)
 
 
 # -- retry ---------------------------------------------------------------------------

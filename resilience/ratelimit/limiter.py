@@ -119,13 +119,11 @@ class RateLimiter(Policy):
         try:
             decision = await adecide(key, cost, self._now())
         except StoreError as exc:
-            if isinstance(exc, StoreFull):
-                return self._store_full(exc)
             fallback = self.fallback
-            if fallback is not None:
+            if fallback is not None and not isinstance(exc, StoreFull):
                 self._count_store_error(exc, "fallback")
                 return await fallback.atry_acquire(key, cost)
-            return self._store_failed(exc, key, cost)
+            return self._store_failed(exc, key, cost)  # StoreFull and the policies
         if not decision[0] and self._events.debug:
             self._emit_rejected(key, cost, decision)
         return decision
