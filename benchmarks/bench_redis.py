@@ -1,14 +1,16 @@
 """Redis decisions as a ratio to a redis-py PING, sync and async, against limits.
 
 "Bare" for Redis is one round trip that does nothing: ``client.ping()`` on
-the same client.  Each row alternates ``BLOCKS`` blocks of ``BLOCK`` PINGs
-with blocks of decisions: on a shared, virtualised machine a round trip's
-cost jumps with scheduling and vCPU wake-ups, so only PINGs measured next to
-the decisions make a fair baseline.  ``ratio_to_bare`` is the median, over
-the pairs of adjacent blocks, of decision time over PING time (robust to a
-burst of load that hits a few blocks); ``ratio_of_minimums`` compares the
-fastest block of each, and ``ns_per_call`` is the fastest decision block.  A decision is one
-``EVALSHA``, so the bar of DESIGN.md section 5 is <= 1.2 x PING for every
+the same client.  Each row times ``CALLS`` PINGs and ``CALLS`` decisions one
+call at a time, interleaved (PING then decision, then decision then PING):
+on a shared, virtualised machine a loopback round trip costs 60-140 us and
+jumps with scheduling and vCPU wake-ups, so only PINGs timed right next to
+the decisions make a fair baseline, and blocks of calls (our first method)
+let a burst of load land on one side.  ``ratio_to_bare`` is the median
+decision over the median PING; ``ratio_p25`` compares the first quartiles
+(the undisturbed calls); ``ratio_per_half`` is the ratio over the first and
+second half of the run, to show how stable it is.  A decision is one script
+call, so the bar of DESIGN.md section 5 is <= 1.2 x PING for every
 algorithm.  The peers are limits' Redis strategies (fixed window, moving
 window, sliding window counter) on the same server.
 
@@ -55,8 +57,8 @@ TIMEOUT = 0.25
 BIG = 10**9
 HUGE_PERIOD = 10.0**12
 KEY = "bench-key"
-BLOCKS = 60  # PING and decision blocks, alternated
-BLOCK = 50  # calls per block
+CALLS = 3_000  # PINGs and decisions, interleaved one by one
+WARMUP = 200
 _perf_ns = time.perf_counter_ns
 
 
@@ -107,25 +109,32 @@ def _limits_strategies() -> tuple[Any, tuple[Any, ...]] | None:
     return limits.RateLimitItemPerHour(BIG), strategies
 
 
-# -- paired timing ------------------------------------------------------------------------
+# -- interleaved timing --------------------------------------------------------------------
 
 
 @dataclass
 class Paired:
-    """Per-call ns of ``BLOCKS`` PING blocks and of the decision blocks next to them."""
+    """Per-call ns of ``CALLS`` PINGs and of the ``CALLS`` decisions interleaved with them."""
 
     bare: list[float]
     case: list[float]
 
     def row(self, table: str, name: str, *, bar: bool) -> Row:
-        ratio = statistics.median(c / b for c, b in zip(self.case, self.bare, strict=True))
+        bare, case = statistics.median(self.bare), statistics.median(self.case)
+        half = len(self.case) // 2
+        halves = [
+            statistics.median(self.case[part]) / statistics.median(self.bare[part])
+            for part in (slice(None, half), slice(half, None))
+        ]
+        ratio = case / bare
         row: Row = {
             "table": table,
             "name": name,
-            "ns_per_call": min(self.case),
-            "ns_per_call_median": statistics.median(self.case),
+            "ns_per_call_median": case,
+            "ns_per_call_p25": _quantile(self.case, 0.25),
             "ratio_to_bare": ratio,
-            "ratio_of_minimums": min(self.case) / min(self.bare),
+            "ratio_p25": _quantile(self.case, 0.25) / _quantile(self.bare, 0.25),
+            "ratio_per_half": " / ".join(f"{value:.2f}" for value in halves),
         }
         if bar:
             row["bar"] = f"<= {BAR} x PING"
@@ -133,36 +142,39 @@ class Paired:
         return row
 
 
+def _quantile(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[int(q * (len(ordered) - 1))]
+
+
 def paired_sync(bare: Callable[[], object], case: Callable[[], object]) -> Paired:
-    """Alternate blocks of ``bare`` and ``case`` calls, swapping which goes first."""
-    calls = range(BLOCK)
-    for _ in calls:  # warm up both (connections, script cache)
+    """Time ``bare`` and ``case`` call by call, alternately, swapping which goes first."""
+    for _ in range(WARMUP):  # connections, script cache
         bare()
         case()
     out = Paired([], [])
-    for block in range(BLOCKS):
-        for fn, samples in ((bare, out.bare), (case, out.case))[:: 1 if block % 2 else -1]:
+    pairs = ((bare, out.bare), (case, out.case)), ((case, out.case), (bare, out.bare))
+    for call in range(CALLS):
+        for fn, samples in pairs[call & 1]:
             start = _perf_ns()
-            for _ in calls:
-                fn()
-            samples.append((_perf_ns() - start) / BLOCK)
+            fn()
+            samples.append(_perf_ns() - start)
     return out
 
 
 async def paired_async(
     bare: Callable[[], Awaitable[object]], case: Callable[[], Awaitable[object]]
 ) -> Paired:
-    calls = range(BLOCK)
-    for _ in calls:
+    for _ in range(WARMUP):
         await bare()
         await case()
     out = Paired([], [])
-    for block in range(BLOCKS):
-        for fn, samples in ((bare, out.bare), (case, out.case))[:: 1 if block % 2 else -1]:
+    pairs = ((bare, out.bare), (case, out.case)), ((case, out.case), (bare, out.bare))
+    for call in range(CALLS):
+        for fn, samples in pairs[call & 1]:
             start = _perf_ns()
-            for _ in calls:
-                await fn()
-            samples.append((_perf_ns() - start) / BLOCK)
+            await fn()
+            samples.append(_perf_ns() - start)
     return out
 
 
@@ -172,7 +184,7 @@ async def paired_async(
 def sync_table(url: str) -> list[Row]:
     from resilience.redis import RedisStore
 
-    table = "Redis decision, sync: ns per call and x PING (same client, paired blocks)"
+    table = "Redis decision, sync: ns per call and x PING (same client, interleaved calls)"
     # The store as the docs build it; the baseline PING goes through the same client.
     store = RedisStore.from_url(url, timeout=TIMEOUT)
     ping = store.sync_client.ping
@@ -203,7 +215,7 @@ def sync_table(url: str) -> list[Row]:
 async def async_table(url: str) -> list[Row]:
     from resilience.redis import RedisStore
 
-    table = "Redis decision, async: ns per call and x PING (same client, paired blocks)"
+    table = "Redis decision, async: ns per call and x PING (same client, interleaved calls)"
     store = RedisStore.from_url(url, timeout=TIMEOUT)
     ping = store.async_client.ping
     rows: list[Row] = []

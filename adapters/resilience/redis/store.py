@@ -59,6 +59,10 @@ class RedisStore:
     a store failure.  ``ttl_margin``: seconds added to each key's expiry
     beyond the moment its state is full again.  ``max_key_length``: longer
     keys raise :class:`~resilience.errors.InvalidKey`, as in the memory store.
+    ``connections``: how many connections per client the store opens and
+    keeps for its own calls (with the client's settings), so that a decision
+    skips redis-py's pool bookkeeping; when they are all busy a call borrows
+    from the client's pool.  ``0`` borrows every call.
     """
 
     def __init__(
@@ -71,6 +75,7 @@ class RedisStore:
         timeout: float = 0.25,
         ttl_margin: float = 1.0,
         max_key_length: int = 1024,
+        connections: int = 4,
     ) -> None:
         _check_client(client, "client")
         if _is_async_client(client):
@@ -102,14 +107,21 @@ class RedisStore:
             or max_key_length < 1
         ):
             raise ValueError(f"max_key_length must be a positive integer, got {max_key_length!r}")
+        if isinstance(connections, bool) or not isinstance(connections, int) or connections < 0:
+            raise ValueError(f"connections must be a whole number >= 0, got {connections!r}")
         self.key_prefix = key_prefix
         self.clock: ClockChoice = clock
         self.timeout = check_period(timeout, "timeout")
+        self.connections = connections
         self.run_sync = (
-            None if self.sync_client is None else SyncRunner(self.sync_client, self.timeout)
+            None
+            if self.sync_client is None
+            else SyncRunner(self.sync_client, self.timeout, connections)
         )
         self.run_async = (
-            None if self.async_client is None else AsyncRunner(self.async_client, self.timeout)
+            None
+            if self.async_client is None
+            else AsyncRunner(self.async_client, self.timeout, connections)
         )
         self.ttl_margin = float(ttl_margin)
         self.max_key_length = max_key_length
@@ -145,6 +157,7 @@ class RedisStore:
         clock: ClockChoice = "server",
         ttl_margin: float = 1.0,
         max_key_length: int = 1024,
+        connections: int = 4,
         **client_options: Any,
     ) -> RedisStore:
         """A store with a sync and an asyncio client for ``url``, both bounded by ``timeout``.
@@ -177,6 +190,7 @@ class RedisStore:
             timeout=timeout,
             ttl_margin=ttl_margin,
             max_key_length=max_key_length,
+            connections=connections,
         )
         store._owned = [sync, aio]
         return store
@@ -222,15 +236,24 @@ class RedisStore:
             self.refund_errors += 1
 
     def close(self) -> None:
-        """Close the sync client this store created (``from_url``); a client you passed is yours."""
+        """Close the store's own sync connections and the sync client it created (``from_url``).
+
+        A client you passed is yours to close.  The asyncio side needs ``aclose()``.
+        """
+        if self.run_sync is not None:
+            self.run_sync.close()
         for client in self._owned:
             if not _is_async_client(client):
                 client.close()
 
     async def aclose(self) -> None:
-        """Close both clients this store created (``from_url``)."""
+        """Close the store's own connections and both clients it created (``from_url``)."""
         for task in list(self._tasks):
             await asyncio.gather(task, return_exceptions=True)
+        if self.run_sync is not None:
+            self.run_sync.close()
+        if self.run_async is not None:
+            await self.run_async.aclose()
         for client in self._owned:
             if _is_async_client(client):
                 await client.aclose()
