@@ -194,6 +194,8 @@ class SyncRunner(_Runner):
                 return self._borrowed(call, key, now, cost)
         connected = conn._sock is not None  # redis-py 5.0's sync connections lack is_connected
         try:
+            if not connected:  # connect() itself: Sentinel's connections resolve the master there
+                conn.connect()
             try:
                 conn.send_packed_command([call.evalsha(key, now, cost)])
                 reply = conn.read_response(disable_decoding=True)
@@ -222,6 +224,7 @@ class SyncRunner(_Runner):
             if not stale:
                 raise exc
             try:  # EVAL: a server that closed the socket has likely restarted, scripts gone
+                conn.connect()
                 conn.send_packed_command([call.eval(key, now, cost)])
                 reply = conn.read_response(disable_decoding=True)
             except BaseException:
@@ -308,6 +311,8 @@ class AsyncRunner(_Runner):
                 return await self._borrowed(call, key, now, cost)
         connected = conn.is_connected
         try:
+            if not connected:  # connect() itself: Sentinel's connections resolve the master there
+                await conn.connect()
             try:
                 await conn.send_packed_command([call.evalsha(key, now, cost)])
                 reply = await conn.read_response(disable_decoding=True)
@@ -343,6 +348,7 @@ class AsyncRunner(_Runner):
             if not stale:
                 raise exc
             try:  # EVAL: a server that closed the socket has likely restarted, scripts gone
+                await conn.connect()
                 await conn.send_packed_command([call.eval(key, now, cost)])
                 reply = await conn.read_response(disable_decoding=True)
             except BaseException:
