@@ -11,7 +11,9 @@ decision over the median PING; ``ratio_p25`` compares the first quartiles
 (the undisturbed calls); ``ratio_per_half`` is the ratio over the first and
 second half of the run, to show how stable it is.  A decision is one script
 call, so the bar of DESIGN.md section 5 is <= 1.2 x PING for every
-algorithm.  The peers are limits' Redis strategies (fixed window, moving
+algorithm.  One more row runs GCRA with ``connections=0`` (every call
+borrows from redis-py's pool, the store's behaviour before it kept its own
+connections).  The peers are limits' Redis strategies (fixed window, moving
 window, sliding window counter) on the same server.
 
 Every limiter is configured to stay on the allowed path (a limit no run can
@@ -132,6 +134,7 @@ class Paired:
             "name": name,
             "ns_per_call_median": case,
             "ns_per_call_p25": _quantile(self.case, 0.25),
+            "ping_ns_median": bare,
             "ratio_to_bare": ratio,
             "ratio_p25": _quantile(self.case, 0.25) / _quantile(self.bare, 0.25),
             "ratio_per_half": " / ".join(f"{value:.2f}" for value in halves),
@@ -196,6 +199,13 @@ def sync_table(url: str) -> list[Row]:
         paired = paired_sync(ping, partial(limiter.try_acquire, KEY))
         first = first or paired
         rows.append(paired.row(table, f"resilience {label}", bar=True))
+    pooled = RedisStore.from_url(url, timeout=TIMEOUT, connections=0)
+    limiter = RateLimiter(
+        GCRA(BIG, HUGE_PERIOD), store=pooled, name="bench-pool", events=EventBus()
+    )
+    paired = paired_sync(ping, partial(limiter.try_acquire, KEY))
+    rows.append(paired.row(table, "resilience GCRA, connections=0 (pool per call)", bar=False))
+    pooled.close()
     peers = _limits_strategies()
     if peers is not None:
         from limits.storage import RedisStorage
@@ -226,6 +236,13 @@ async def async_table(url: str) -> list[Row]:
         paired = await paired_async(ping, partial(limiter.atry_acquire, KEY))
         first = first or paired
         rows.append(paired.row(table, f"resilience {label}", bar=True))
+    pooled = RedisStore.from_url(url, timeout=TIMEOUT, connections=0)
+    limiter = RateLimiter(
+        GCRA(BIG, HUGE_PERIOD), store=pooled, name="bench-pool", events=EventBus()
+    )
+    paired = await paired_async(ping, partial(limiter.atry_acquire, KEY))
+    rows.append(paired.row(table, "resilience GCRA, connections=0 (pool per call)", bar=False))
+    await pooled.aclose()
     peers = _limits_strategies()
     if peers is not None:
         from limits.aio.storage import RedisStorage as AsyncRedisStorage
