@@ -213,7 +213,7 @@ def test_a_cancelled_call_never_leaves_its_reply_to_the_next(
     url = fresh_redis_server.url
 
     async def main() -> list[int]:
-        # No socket timeout: the store caps calls with asyncio.timeout instead (cancellation).
+        # No socket timeouts on the client: the store's own connection gets timeout=0.1.
         client = redis.asyncio.Redis.from_url(url)
         store = RedisStore(client, timeout=0.1, connections=1)
         assert store.run_async is not None and store.run_async.capped
@@ -221,7 +221,7 @@ def test_a_cancelled_call_never_leaves_its_reply_to_the_next(
         remaining = [(await rl.atry_acquire("warm")).remaining]
         with redis.Redis.from_url(url) as admin:
             admin.execute_command("CLIENT", "PAUSE", 400, "ALL")
-            await rl.atry_acquire("a")  # the cap cancels the read
+            await rl.atry_acquire("a")  # times out after 0.1 s
             task = asyncio.ensure_future(rl.atry_acquire("b"))
             await asyncio.sleep(0.02)
             task.cancel()  # the caller gives up
@@ -235,3 +235,32 @@ def test_a_cancelled_call_never_leaves_its_reply_to_the_next(
         return remaining
 
     assert asyncio.run(main()) == [9, 7, 5]
+
+
+def test_own_connections_are_bounded_whatever_the_client(recwarn: pytest.WarningsRecorder) -> None:
+    """A client with redis-py's defaults (no timeouts, 10 retries with backoff) and no server."""
+    import redis.asyncio
+
+    from resilience.redis.testing import free_port
+
+    port = free_port()  # nothing listens here
+    with pytest.warns(RuntimeWarning, match="beyond its own 4 connections"):
+        store = RedisStore(
+            redis.Redis(port=port), async_client=redis.asyncio.Redis(port=port), timeout=0.25
+        )
+    rl = limiter(store, limit=3, name="dead")
+    for _ in range(3):
+        started = time.monotonic()
+        assert rl.try_acquire("k").allowed  # fail_open
+        assert time.monotonic() - started < 1.0  # not seconds of connect retries
+
+    async def main() -> None:
+        for _ in range(3):
+            started = time.monotonic()
+            assert (await rl.atry_acquire("k")).allowed
+            assert time.monotonic() - started < 1.0
+
+    asyncio.run(main())
+    assert rl.store_errors == 6
+    with pytest.warns(RuntimeWarning, match="cannot bound its sync decisions"):
+        RedisStore(redis.Redis(port=port), connections=0)

@@ -100,12 +100,13 @@ def _own_pool(client: Any) -> tuple[Any, tuple[str, ...]] | None:
     return pool, ("EVALSHA",) if needs_name else ()  # redis-py < 5.1 wants a command name
 
 
-def timeout_problems(client: Any, timeout: float, *, retries_apply: bool) -> list[str]:
+def timeout_problems(client: Any, timeout: float) -> list[str]:
     """What in a client's settings lets one call outlive ``timeout`` (best effort).
 
     Empty when the client's connect and read timeouts are set and at most
-    ``timeout`` (and, when its ``execute_command`` is used, it does not retry).
-    A client whose settings cannot be read (cluster) reports a problem.
+    ``timeout`` and it does not retry: redis-py retries commands sent through
+    ``execute_command`` and, on pooled connections, the connect itself.  A
+    client whose settings cannot be read (cluster) reports a problem.
     """
     pool = getattr(client, "connection_pool", None)
     kwargs = getattr(pool, "connection_kwargs", None)
@@ -117,15 +118,26 @@ def timeout_problems(client: Any, timeout: float, *, retries_apply: bool) -> lis
         if value is None or value > timeout:
             problems.append(f"{option}={value!r}")
     retry = kwargs.get("retry")
-    retries = getattr(retry, "_retries", 0) if retry is not None and retries_apply else 0
+    retries = getattr(retry, "_retries", 0) if retry is not None else 0
     if isinstance(retries, int) and retries > 0:
         problems.append(f"retry with {retries} retries")
     return problems
 
 
 def bounded_by_client(client: Any, timeout: float) -> bool:
-    """True when the client's own timeouts keep a lean-path call within ``timeout``."""
-    return not timeout_problems(client, timeout, retries_apply=False)
+    """True when the client's own settings keep a call on a pooled connection within ``timeout``."""
+    return not timeout_problems(client, timeout)
+
+
+def _own_settings(kwargs: dict[str, Any], timeout: float, no_retry: Any) -> dict[str, Any]:
+    """The pool's connection settings, with timeouts of at most ``timeout`` and no retries."""
+    settings = dict(kwargs)
+    for option in ("socket_timeout", "socket_connect_timeout"):
+        value = settings.get(option)
+        if value is None or value > timeout:
+            settings[option] = timeout
+    settings["retry"] = no_retry
+    return settings
 
 
 class _Runner:
@@ -138,6 +150,7 @@ class _Runner:
         "_lock",
         "_opened",
         "_pool",
+        "_settings",
         "timeout",
     )
 
@@ -153,6 +166,9 @@ class _Runner:
         kwargs = getattr(self._pool, "connection_kwargs", None)
         usable = callable(factory) and isinstance(kwargs, dict)
         self._limit = connections if usable else 0
+        self._settings: dict[str, Any] = (
+            _own_settings(kwargs, timeout, self._no_retry()) if usable else {}  # type: ignore[arg-type]
+        )
         self._opened = 0  # own connections made (idle or in use)
         self._idle: deque[Any] = deque()
         self._lock = threading.Lock()
@@ -168,14 +184,25 @@ class _Runner:
         """Own connections open and waiting for a call."""
         return len(self._idle)
 
+    @staticmethod
+    def _no_retry() -> Any:
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        return Retry(NoBackoff(), 0)
+
     def _spare(self) -> Any:
-        """A new own connection (not yet connected), or None at the limit."""
+        """A new own connection (not yet connected), or None at the limit.
+
+        Made with the client's settings, except that its connect and read
+        timeouts are at most the store's ``timeout`` and it never retries:
+        whatever the client, a call on an own connection is bounded.
+        """
         with self._lock:
             if self._opened >= self._limit:
                 return None
             self._opened += 1
-        pool = self._pool
-        return pool.connection_class(**pool.connection_kwargs)
+        return self._pool.connection_class(**self._settings)
 
 
 class SyncRunner(_Runner):
@@ -281,22 +308,20 @@ class AsyncRunner(_Runner):
 
     def __init__(self, client: Any, timeout: float, connections: int = 0) -> None:
         super().__init__(client, timeout, connections)
+        # A borrowed connection follows the client's settings: cap it unless they bound it.
         self.capped = not (self.uses_pool and bounded_by_client(client, timeout))
         self._loop: asyncio.AbstractEventLoop | None = None
 
+    @staticmethod
+    def _no_retry() -> Any:
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+
+        return Retry(NoBackoff(), 0)
+
     def __call__(self, call: Call, key: bytes, now: bytes, cost: bytes) -> Coroutine[Any, Any, Any]:
         """Run ``call``; raise ``StoreUnavailable`` on any failure or after ``timeout``."""
-        if self.capped:
-            return self._capped(call, key, now, cost)
         return self._run(call, key, now, cost)
-
-    async def _capped(self, call: Call, key: bytes, now: bytes, cost: bytes) -> Any:
-        """The call under ``asyncio.timeout``: the client's own timeouts may be longer."""
-        try:
-            async with asyncio.timeout(self.timeout):
-                return await self._run(call, key, now, cost)
-        except TimeoutError as exc:
-            raise unavailable(exc, self.timeout) from exc
 
     async def _run(self, call: Call, key: bytes, now: bytes, cost: bytes) -> Any:
         loop = _get_running_loop()
@@ -308,6 +333,8 @@ class AsyncRunner(_Runner):
         except IndexError:
             conn = self._spare()
             if conn is None:
+                if self.capped:
+                    return await self._capped(call, key, now, cost)
                 return await self._borrowed(call, key, now, cost)
         connected = conn.is_connected
         try:
@@ -377,6 +404,14 @@ class AsyncRunner(_Runner):
             conn._reader = conn._writer = None
             if writer is not None:
                 writer.close()
+
+    async def _capped(self, call: Call, key: bytes, now: bytes, cost: bytes) -> Any:
+        """A borrowed call under ``asyncio.timeout``: the client's own settings may not bound it."""
+        try:
+            async with asyncio.timeout(self.timeout):
+                return await self._borrowed(call, key, now, cost)
+        except TimeoutError as exc:
+            raise unavailable(exc, self.timeout) from exc
 
     async def _borrowed(self, call: Call, key: bytes, now: bytes, cost: bytes) -> Any:
         """The call on a connection from the client's pool (or through the client)."""

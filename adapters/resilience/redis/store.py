@@ -12,11 +12,12 @@ script), so hosts whose clocks disagree still share one timeline.
 ``clock="client"`` uses the ``now`` the limiter passes instead: for tests
 with a fake clock, and for servers where scripts may not call ``TIME``.
 
-``timeout`` bounds a decision.  The client's own connect and read timeouts
-do the bounding when they are at most ``timeout`` (:meth:`RedisStore.from_url`
-builds such clients, with redis-py's retries off).  For an async client
-without them the store adds ``asyncio.timeout`` to each call; a sync call
-cannot be cut short from outside, so for such a sync client the store warns.
+``timeout`` bounds a decision.  The store's own connections have connect
+and read timeouts of at most ``timeout`` and never retry.  A call that
+overflows to the client's pool follows the client's settings, which bound it
+when they are at most ``timeout`` without retries (:meth:`RedisStore.from_url`
+builds such clients); otherwise an async call gets ``asyncio.timeout`` and,
+since a sync call cannot be cut short from outside, the store warns.
 """
 
 from __future__ import annotations
@@ -134,12 +135,16 @@ class RedisStore:
     def _warn_if_unbounded(self, runner: SyncRunner) -> None:
         if not runner.uses_pool and getattr(self.sync_client, "connection_pool", None) is None:
             return  # cluster clients: settings not readable; documented instead
-        problems = timeout_problems(
-            self.sync_client, self.timeout, retries_apply=not runner.uses_pool
-        )
+        problems = timeout_problems(self.sync_client, self.timeout)
         if problems:
+            which = (
+                "its sync decisions"
+                if self.connections == 0 or not runner.uses_pool
+                else f"sync decisions beyond its own {self.connections} connections, which "
+                "borrow from the client's pool,"
+            )
             warnings.warn(
-                f"RedisStore(timeout={self.timeout}) cannot bound sync decisions: the client "
+                f"RedisStore(timeout={self.timeout}) cannot bound {which} because the client "
                 f"has {', '.join(problems)}. Build it with RedisStore.from_url(url, "
                 "timeout=...) or pass socket_timeout, socket_connect_timeout and "
                 "retry=Retry(NoBackoff(), 0)",
