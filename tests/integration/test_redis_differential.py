@@ -100,6 +100,58 @@ def test_redis_and_memory_decide_identically(kind: str, client: redis.Redis) -> 
     check()
 
 
+# Hosts whose clocks disagree, with clock="client": each request is stamped by one of
+# them, so the times the store sees step backwards now and then.
+skews = st.one_of(st.just(0.0), st.sampled_from([-0.3, -0.05, 0.1]), st.floats(-1.0, 1.0))
+
+
+def skewed_schedules() -> st.SearchStrategy[list[tuple[float, float]]]:
+    return schedules().flatmap(
+        lambda plan: st.lists(skews, min_size=len(plan), max_size=len(plan)).map(
+            lambda offsets: [(max(0.0, t + d), c) for (t, c), d in zip(plan, offsets, strict=True)]
+        )
+    )
+
+
+class HostClock:
+    """The clock of whichever host stamped the request: free to step backwards."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        raise AssertionError("try_acquire never sleeps")
+
+    async def asleep(self, seconds: float) -> None:
+        raise AssertionError("try_acquire never sleeps")
+
+
+@pytest.mark.parametrize("kind", list(ALGORITHMS))
+def test_redis_and_memory_agree_when_clocks_step_backwards(
+    kind: str, client: redis.Redis
+) -> None:
+    @SETTINGS
+    @given(ALGORITHMS[kind], skewed_schedules(), offsets)
+    def check(algorithm: Algorithm, schedule: list[tuple[float, float]], offset: float) -> None:
+        client.flushall()
+        with pytest.warns(RuntimeWarning, match="cannot bound sync decisions"):
+            store = RedisStore(client, clock="client", ttl_margin=3600)
+        clock = HostClock()
+        memory = RateLimiter(algorithm, clock=clock, events=EventBus())
+        remote = RateLimiter(algorithm, store=store, clock=clock, events=EventBus())
+        for i, (t, cost) in enumerate(schedule):
+            clock.now = offset + t
+            expected = memory.try_acquire("k", cost)
+            got = remote.try_acquire("k", cost)
+            assert got == expected, f"request {i} at t={offset + t!r} cost={cost!r}"
+        assert remote.store_errors == 0
+
+    check()
+
+
 # -- the shared Lua helpers against their Python originals, many pairs per round trip --
 
 HARNESS = b"""

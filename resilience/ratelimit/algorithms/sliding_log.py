@@ -73,12 +73,17 @@ class SlidingWindowLog(Algorithm):
             reset = times[-1] + period - now if times else 0.0
             return state, _new(Decision, (False, limit, int(limit - total), INF, reset))
         if total + cost <= limit:
-            times.append(now)
+            # A clock behind the newest entry (another host's) stamps the entry with the
+            # newest time: the log stays sorted, so the front is always the oldest and
+            # retry_after stays exact; the entry counts a little longer, never shorter.
+            stamp = times[-1] if times and times[-1] > now else now
+            times.append(stamp)
             costs.append(cost)
             state.total = total + cost
             if cost != 1:
                 state.odd += 1
-            return state, _new(Decision, (True, limit, int(limit - total - cost), 0.0, period))
+            reset = period if stamp == now else stamp + period - now
+            return state, _new(Decision, (True, limit, int(limit - total - cost), 0.0, reset))
         need = total + cost - limit  # cost that must leave the window first
         if not state.odd:
             # Every entry costs 1: the first ceil(need) entries must go.  O(1), so a

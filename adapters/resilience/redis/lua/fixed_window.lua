@@ -11,15 +11,18 @@ local period, limit, margin = unpack_state(ARGV[3])
 local key = KEYS[1]
 
 local window = window_index(now, period)
-local stop = (window + 1) * period
 local used = 0
 local raw = redis.call('GET', key)
 if raw then
   local w, u = unpack_state(raw)
-  if w == window then
+  if w >= window then
+    -- The same window, or a clock behind the newest one (another host's, with
+    -- clock="client"): count in the newest, never in a rebuilt (forgiven) older one.
+    window = w
     used = u
   end
 end
+local stop = (window + 1) * period
 
 if cost > limit then
   local reset = 0

@@ -111,7 +111,10 @@ if cost > limit then
   return reply(0, floor_count(limit - estimate), INF, reset, 0)
 end
 
-if now >= threshold(index, weighted, total) then
+-- Admit when weighted * (1 - phase) <= room (the Python test, term for term: with a
+-- clock behind the current sub-bucket, room >= weighted admits before its start).
+local room = limit - cost - total
+if room >= weighted or (room >= 0 and now >= index * width + width * (1.0 - room / weighted)) then
   local slot = index % slots + 1
   ring[slot] = ring[slot] + cost
   total = total + cost

@@ -1,9 +1,9 @@
 -- Sliding-window log: every admitted request still in the window.  Mirrors
 -- resilience/ratelimit/algorithms/sliding_log.py (SlidingWindowLog.decide).
 --
--- KEYS[1]  a list: element 0 is the running total of the costs, then one
---          entry per admitted request, oldest first: its time, and its cost
---          when not 1 (all packed).  No list = no state.
+-- KEYS[1]  a list: element 0 is the running total of the costs and the newest
+--          entry's time, then one entry per admitted request, oldest first: its
+--          time, and its cost when not 1 (all packed).  No list = no state.
 -- ARGV     now ('' = server TIME), cost, packed {period, limit, ttl margin ms}
 -- Returns  "<allowed> <remaining> <retry_after> <reset_after> <delay>" (see reply)
 
@@ -21,9 +21,9 @@ end
 
 local batch = redis.call('LRANGE', key, 0, FIRST)
 local exists = #batch > 0
-local total = 0
+local total, newest = 0, nil
 if exists then
-  total = unpack_state(batch[1])
+  total, newest = unpack_state(batch[1])
 elseif cost > limit then
   return reply(0, limit, INF, 0, 0)
 end
@@ -31,19 +31,19 @@ end
 -- Drop the entries that left the window: admitted at t, counted in [t, t + period).
 local popped = 0
 local first = 2
+local kept = false -- an entry is still in the window
 while #batch >= first do
-  local stop = false
   for i = first, #batch do
     local t, c = entry(batch[i])
     if t + period <= now then
       total = total - c
       popped = popped + 1
     else
-      stop = true
+      kept = true
       break
     end
   end
-  if stop then
+  if kept then
     break
   end
   batch = redis.call('LRANGE', key, popped + 1, popped + BATCH)
@@ -51,8 +51,8 @@ while #batch >= first do
 end
 
 -- Write the new total in place of the last dropped entry, then trim up to it.
-local function store_total(new_total)
-  redis.call('LSET', key, popped, pack(new_total))
+local function store_total(new_total, new_newest)
+  redis.call('LSET', key, popped, pack(new_total, new_newest))
   if popped > 0 then
     redis.call('LTRIM', key, popped, -1)
   end
@@ -78,7 +78,7 @@ end
 if cost > limit then
   local full_at = newest_full_at()
   if popped > 0 then
-    store_total(total)
+    store_total(total, newest)
     expire(full_at)
   end
   local reset = 0
@@ -89,20 +89,28 @@ if cost > limit then
 end
 
 if total + cost <= limit then
+  -- A clock behind the newest entry (another host's) stamps the entry with the
+  -- newest time: the list stays sorted (as in the Python original).
+  local stamp = now
+  local reset = period
+  if kept and newest and newest > now then -- (keys written before 2026-11-22 lack it)
+    stamp = newest
+    reset = stamp + period - now
+  end
   local e
   if cost == 1 then
-    e = pack(now)
+    e = pack(stamp)
   else
-    e = pack(now, cost)
+    e = pack(stamp, cost)
   end
   if exists then
-    store_total(total + cost)
+    store_total(total + cost, stamp)
     redis.call('RPUSH', key, e)
   else
-    redis.call('RPUSH', key, pack(total + cost), e)
+    redis.call('RPUSH', key, pack(total + cost, stamp), e)
   end
-  redis.call('PEXPIRE', key, ttl_ms(period, margin))
-  return reply(1, trunc(limit - total - cost), 0, period, 0)
+  redis.call('PEXPIRE', key, ttl_ms(reset, margin))
+  return reply(1, trunc(limit - total - cost), 0, reset, 0)
 end
 
 -- Rejected: the earliest time enough of the oldest entries have left.
@@ -129,7 +137,7 @@ while not done do
 end
 local full_at = newest_full_at()
 if popped > 0 then
-  store_total(total)
+  store_total(total, newest)
   expire(full_at)
 end
 local reset = 0
