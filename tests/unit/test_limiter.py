@@ -324,3 +324,23 @@ def test_fixed_window_never_rebuilds_an_older_window_for_a_late_reading() -> Non
         assert d.allowed
     state, late = algorithm.decide(state, 0.999, 1)  # a thread that read the clock earlier
     assert not late.allowed
+
+
+def test_sliding_log_keeps_its_entries_sorted_when_a_clock_steps_back() -> None:
+    """Another host's slower clock: the entry takes the newest stamp, retry_after stays exact."""
+    log = SlidingWindowLog(2, 1.0)
+    state, first = log.decide(None, 10.0, 1)
+    assert first.allowed and first.reset_after == 1.0
+    state, behind = log.decide(state, 9.5, 1)  # counted as if at 10.0
+    assert behind.allowed and behind.reset_after == 1.5
+    state, rejected = log.decide(state, 9.6, 1)
+    assert not rejected.allowed and rejected.retry_after == 11.0 - 9.6 > 0
+    state, later = log.decide(state, 11.0, 1)  # both entries (10.0, 10.0) have left
+    assert later.allowed and later.remaining == 1
+
+
+def test_fixed_window_counts_a_late_stamp_in_the_newest_window() -> None:
+    window = FixedWindow(2, 1.0)
+    state, _ = window.decide(None, 5.5, 2)  # window [5, 6) is full
+    state, late = window.decide(state, 4.9, 1)  # a clock behind: still window [5, 6)
+    assert not late.allowed and late.retry_after == 6.0 - 4.9
