@@ -16,8 +16,9 @@ trip, more than the script itself.  When all of its own connections are
 busy, a call borrows one from the client's pool, so concurrency is bounded
 by the pool's settings as before.  A connection whose reply is in doubt
 (timeout, cancellation, error) is closed and reconnects on its next use; one
-that the server closed while it sat idle (a restart, ``CLIENT KILL``) is
-reconnected and the call sent once more.  A forked child never touches its
+that the server closed while it sat idle (a restart, ``CLIENT KILL``) fails
+that one call (never resent: the command may have run) and reconnects on its
+next use.  A forked child never touches its
 parent's connections.  ``connections=0`` borrows every call from the pool.
 
 Other clients (cluster, single-connection) go through ``execute_command``,
@@ -44,7 +45,6 @@ from collections import deque
 from collections.abc import Coroutine
 from typing import Any
 
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 from resilience.errors import StoreUnavailable
 from resilience.redis._scripts import Call
@@ -72,6 +72,7 @@ def _after_fork_in_child() -> None:
         _ABANDONED.extend(runner._idle)
         runner._idle.clear()
         runner._opened = 0
+        runner._lock = threading.Lock()  # the parent's may have been held by another thread
 
 
 if hasattr(os, "register_at_fork"):
@@ -230,38 +231,19 @@ class SyncRunner(_Runner):
                 conn.send_packed_command([call.eval(key, now, cost)])
                 reply = conn.read_response(disable_decoding=True)
         except BaseException as exc:
-            return self._failed(conn, connected, exc, call, key, now, cost)
+            return self._failed(conn, exc)
         idle.append(conn)
         return reply
 
-    def _failed(
-        self,
-        conn: Any,
-        connected: bool,
-        exc: BaseException,
-        call: Call,
-        key: bytes,
-        now: bytes,
-        cost: bytes,
-    ) -> Any:
-        """Close ``conn`` (its reply is in doubt); once, resend a call the server never saw."""
-        stale = connected and exc.__class__ is RedisConnectionError
+    def _failed(self, conn: Any, exc: BaseException) -> Any:
+        """Close ``conn`` (its reply is in doubt: never resent, it may have run); raise."""
         try:
             conn.disconnect()
-            if not stale:
-                raise exc
-            try:  # EVAL: a server that closed the socket has likely restarted, scripts gone
-                conn.connect()
-                conn.send_packed_command([call.eval(key, now, cost)])
-                reply = conn.read_response(disable_decoding=True)
-            except BaseException:
-                conn.disconnect()
-                raise
+            raise exc
         except REDIS_ERRORS as error:
             raise unavailable(error, self.timeout) from error
         finally:
-            self._idle.append(conn)  # disconnected or healthy: it reconnects on its next use
-        return reply
+            self._idle.append(conn)  # disconnected: it reconnects on its next use
 
     def _borrowed(self, call: Call, key: bytes, now: bytes, cost: bytes) -> Any:
         """The call on a connection from the client's pool (or through the client)."""
@@ -277,6 +259,11 @@ class SyncRunner(_Runner):
                 except NoScriptError:
                     conn.send_packed_command([call.eval(key, now, cost)])
                     return conn.read_response(disable_decoding=True)
+            except BaseException:
+                # Sentinel's connections do not disconnect on a read error: a pending
+                # reply must never reach the next borrower.
+                conn.disconnect()
+                raise
             finally:
                 pool.release(conn)
         except REDIS_ERRORS as exc:
@@ -347,7 +334,7 @@ class AsyncRunner(_Runner):
                 await conn.send_packed_command([call.eval(key, now, cost)])
                 reply = await conn.read_response(disable_decoding=True)
         except BaseException as exc:
-            return await self._failed(conn, loop, connected, exc, call, key, now, cost)
+            return await self._failed(conn, loop, exc)
         self._keep(conn, loop)
         return reply
 
@@ -357,35 +344,15 @@ class AsyncRunner(_Runner):
         else:  # the store moved to another event loop meanwhile: this socket belongs to the old
             self._forget(conn)
 
-    async def _failed(
-        self,
-        conn: Any,
-        loop: asyncio.AbstractEventLoop,
-        connected: bool,
-        exc: BaseException,
-        call: Call,
-        key: bytes,
-        now: bytes,
-        cost: bytes,
-    ) -> Any:
-        """Close ``conn`` (its reply is in doubt); once, resend a call the server never saw."""
-        stale = connected and exc.__class__ is RedisConnectionError
+    async def _failed(self, conn: Any, loop: asyncio.AbstractEventLoop, exc: BaseException) -> Any:
+        """Close ``conn`` (its reply is in doubt: never resent, it may have run); raise."""
         try:
             await _disconnect(conn)
-            if not stale:
-                raise exc
-            try:  # EVAL: a server that closed the socket has likely restarted, scripts gone
-                await conn.connect()
-                await conn.send_packed_command([call.eval(key, now, cost)])
-                reply = await conn.read_response(disable_decoding=True)
-            except BaseException:
-                await _disconnect(conn)
-                raise
+            raise exc
         except REDIS_ERRORS as error:
             raise unavailable(error, self.timeout) from error
         finally:
             self._keep(conn, loop)
-        return reply
 
     def _adopt(self, loop: asyncio.AbstractEventLoop) -> None:
         """Use ``loop`` from now on: connections opened on another loop cannot serve it."""
@@ -427,6 +394,9 @@ class AsyncRunner(_Runner):
                 except NoScriptError:
                     await conn.send_packed_command([call.eval(key, now, cost)])
                     return await conn.read_response(disable_decoding=True)
+            except BaseException:
+                await _disconnect(conn)  # a pending reply must never reach the next borrower
+                raise
             finally:
                 await pool.release(conn)
         except REDIS_ERRORS as exc:
