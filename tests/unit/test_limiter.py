@@ -344,3 +344,13 @@ def test_fixed_window_counts_a_late_stamp_in_the_newest_window() -> None:
     state, _ = window.decide(None, 5.5, 2)  # window [5, 6) is full
     state, late = window.decide(state, 4.9, 1)  # a clock behind: still window [5, 6)
     assert not late.allowed and late.retry_after == 6.0 - 4.9
+
+
+def test_sliding_log_forgets_float_residue_with_its_last_entry() -> None:
+    """Fractional costs leave 1e-17 in the running total; an empty log must not trust it."""
+    log = SlidingWindowLog(2, 0.1)
+    state = None
+    for t, cost in [(0.0, 1), (0.0, 0.1), (0.0, 0.1), (0.0, 0.1)]:
+        state, _ = log.decide(state, t, cost)
+    state, decision = log.decide(state, 1.0, 2)  # every entry has left: the full limit fits
+    assert decision.allowed and decision.remaining == 0

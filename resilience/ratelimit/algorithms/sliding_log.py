@@ -68,6 +68,8 @@ class SlidingWindowLog(Algorithm):
             state.total -= gone
             if gone != 1:
                 state.odd -= 1
+        if not times:
+            state.total = 0  # drop the float residue of fractional costs with the last entry
         total = state.total
         if cost > limit:
             reset = times[-1] + period - now if times else 0.0

@@ -49,6 +49,9 @@ while #batch >= first do
   batch = redis.call('LRANGE', key, popped + 1, popped + BATCH)
   first = 1
 end
+if not kept then
+  total = 0 -- drop the float residue of fractional costs with the last entry (as in Python)
+end
 
 -- Write the new total in place of the last dropped entry, then trim up to it.
 local function store_total(new_total, new_newest)
