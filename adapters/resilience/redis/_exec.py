@@ -220,9 +220,10 @@ class SyncRunner(_Runner):
             conn = self._spare()
             if conn is None:
                 return self._borrowed(call, key, now, cost)
-        connected = conn._sock is not None  # redis-py 5.0's sync connections lack is_connected
         try:
-            if not connected:  # connect() itself: Sentinel's connections resolve the master there
+            # _sock: redis-py 5.0's sync connections lack is_connected.  connect() itself,
+            # not a send: Sentinel's connections resolve the master there.
+            if conn._sock is None:
                 conn.connect()
             try:
                 conn.send_packed_command([call.evalsha(key, now, cost)])
@@ -323,9 +324,8 @@ class AsyncRunner(_Runner):
                 if self.capped:
                     return await self._capped(call, key, now, cost)
                 return await self._borrowed(call, key, now, cost)
-        connected = conn.is_connected
         try:
-            if not connected:  # connect() itself: Sentinel's connections resolve the master there
+            if not conn.is_connected:  # connect() itself: Sentinel's resolves the master there
                 await conn.connect()
             try:
                 await conn.send_packed_command([call.evalsha(key, now, cost)])
