@@ -1,10 +1,12 @@
 """What every policy shares: the decorator plumbing and one sync/async driver.
 
 A policy's slow path is written once, as a generator of *steps*: it yields a
-number of seconds to sleep, or :data:`CALL` to run the protected function; the
-driver sends back the function's result or throws its exception into the
-generator.  :func:`drive_sync` and :func:`drive_async` are the only two loops,
-so there are no hand-copied sync/async twins.  Because exceptions (including
+number of seconds to sleep, :data:`CALL` to run the protected function, or an
+:class:`Io` step to run a store operation (the sync driver calls its sync
+method, the async driver awaits its async one); the driver sends back the
+result or throws the exception into the generator.  :func:`drive_sync` and
+:func:`drive_async` are the only two loops, so there are no hand-copied
+sync/async twins.  Because exceptions (including
 ``CancelledError`` during a sleep) are thrown into the generator, a policy
 releases what it holds in an ordinary ``try/finally``.
 
@@ -23,7 +25,16 @@ from typing import Any, Final, ParamSpec, TypeVar, cast, overload
 
 from resilience.clock import Clock, sleep_async, sleep_sync
 
-__all__ = ["CALL", "Policy", "Steps", "decorate", "drive_async", "drive_sync", "is_async_callable"]
+__all__ = [
+    "CALL",
+    "Io",
+    "Policy",
+    "Steps",
+    "decorate",
+    "drive_async",
+    "drive_sync",
+    "is_async_callable",
+]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -40,8 +51,35 @@ class _Call:
 CALL: Final = _Call()
 """Yielded by a step generator to ask the driver to run the protected call."""
 
-Steps = Generator["float | _Call", Any, T]
-"""A policy's slow path: yields sleeps (seconds) or CALL; returns the result."""
+
+class Io:
+    """A step that runs one store (or network) operation.
+
+    ``sync(*args)`` runs under :func:`drive_sync`; under :func:`drive_async`
+    the driver awaits ``async_(*args)``, or calls ``sync(*args)`` when there is
+    no async form (a local, non-blocking store).  The policy's generator is
+    written once and never knows which driver runs it.
+    """
+
+    __slots__ = ("args", "async_", "sync")
+
+    def __init__(
+        self,
+        sync: Callable[..., Any],
+        async_: Callable[..., Awaitable[Any]] | None = None,
+        *args: Any,
+    ) -> None:
+        self.sync = sync
+        self.async_ = async_
+        self.args = args
+
+    def __repr__(self) -> str:
+        name = getattr(self.sync, "__qualname__", repr(self.sync))
+        return f"Io({name})"
+
+
+Steps = Generator["float | _Call | Io", Any, T]
+"""A policy's slow path: yields sleeps (seconds), CALL or Io; returns the result."""
 
 
 def drive_sync(
@@ -61,6 +99,8 @@ def drive_sync(
                     if fn is None:
                         raise RuntimeError("steps asked for a call but no function was given")
                     sent: Any = fn(*args, **kw)
+                elif type(action) is Io:
+                    sent = action.sync(*action.args)
                 else:
                     sleep_sync(clock, cast(float, action))
                     sent = None
@@ -91,6 +131,11 @@ async def drive_async(
                     if fn is None:
                         raise RuntimeError("steps asked for a call but no function was given")
                     sent: Any = await fn(*args, **kw)
+                elif type(action) is Io:
+                    if action.async_ is None:
+                        sent = action.sync(*action.args)
+                    else:
+                        sent = await action.async_(*action.args)
                 else:
                     await sleep_async(clock, cast(float, action))
                     sent = None
