@@ -1,10 +1,11 @@
 """Typed events and the sinks that receive them.
 
 Policies emit frozen dataclasses.  Emission goes through an :class:`EventBus`;
-when the bus has no sinks the policy does not even build the event (it checks
-``bus.sinks`` first), so silence costs one attribute read.  A sink that raises
-is counted in ``bus.sink_errors`` and otherwise ignored: observability never
-breaks the protected call.
+every emitting site asks ``bus.wants(EventType)`` first and builds the event
+only when some sink would receive it (a debug-level rejection under the
+default info-level log sink is never built), so silence costs one dict
+lookup.  A sink that raises is counted in ``bus.sink_errors`` and otherwise
+ignored: observability never breaks the protected call.
 """
 
 from __future__ import annotations
@@ -111,6 +112,7 @@ class BulkheadRejected(Event):
 
 
 LEVELS: dict[str, int] = {"debug": 10, "info": 20, "warning": 30, "error": 40}
+_NOBODY = 1 << 30  # the floor of a bus without sinks: above every level
 
 
 def _level_of(sink: Sink) -> int:
@@ -148,13 +150,13 @@ class StructlogSink:
 class EventBus:
     """Sinks, each with a minimum level.
 
-    ``sinks`` is a tuple (readers need no lock).  Policies test ``bus.sinks``
-    before building an info-or-above event and ``bus.debug`` before building a
-    per-request (debug) event, so an event nobody wants is never built.  A
-    sink that raises is counted in ``sink_errors`` and otherwise ignored.
+    ``sinks`` is a tuple (readers need no lock).  Policies call
+    ``bus.wants(EventType)`` before building an event, so an event nobody
+    wants is never built.  A sink that raises is counted in ``sink_errors``
+    and otherwise ignored.
     """
 
-    __slots__ = ("_lock", "_pairs", "debug", "sink_errors", "sinks")
+    __slots__ = ("_floor", "_lock", "_pairs", "_wanted", "debug", "sink_errors", "sinks")
 
     def __init__(self, sinks: Iterable[Sink] = ()) -> None:
         self._lock = threading.Lock()
@@ -166,6 +168,22 @@ class EventBus:
         self._pairs = tuple(zip(sinks, levels, strict=True))
         self.sinks: tuple[Sink, ...] = sinks
         self.debug = any(level <= LEVELS["debug"] for level in levels)
+        self._floor = min(levels, default=_NOBODY)
+        # Set last: a reader that sees the new cache also sees the new floor.  A reader
+        # racing with this may fill the old cache, which is dropped here anyway.
+        self._wanted: dict[type[Event], bool] = {}
+
+    def wants(self, event_type: type[Event]) -> bool:
+        """Whether any sink would receive an event of this type (build it only then).
+
+        Answered from a per-type cache that is rebuilt whenever the sinks change,
+        so the check is one dict lookup on every path, rejections included.
+        """
+        wanted = self._wanted
+        known = wanted.get(event_type)
+        if known is None:
+            known = wanted[event_type] = LEVELS.get(event_type.level, 20) >= self._floor
+        return known
 
     def add(self, sink: Sink) -> None:
         with self._lock:

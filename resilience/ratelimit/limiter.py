@@ -105,7 +105,7 @@ class RateLimiter(Policy):
             decision = self._decide(key, cost, self._now())
         except StoreError as exc:
             return self._store_failed(exc, key, cost)
-        if not decision[0] and self._events.debug:
+        if not decision[0] and self._events.wants(RateLimitExceeded):
             self._emit_rejected(key, cost, decision)
         return decision
 
@@ -124,7 +124,7 @@ class RateLimiter(Policy):
                 self._count_store_error(exc, "fallback")
                 return await fallback.atry_acquire(key, cost)
             return self._store_failed(exc, key, cost)  # StoreFull and the policies
-        if not decision[0] and self._events.debug:
+        if not decision[0] and self._events.wants(RateLimitExceeded):
             self._emit_rejected(key, cost, decision)
         return decision
 
@@ -262,7 +262,7 @@ class RateLimiter(Policy):
 
     def _count_store_error(self, exc: BaseException, action: str) -> None:
         self.store_errors += 1
-        if self._events.sinks:
+        if self._events.wants(StoreFailed):
             self._events.emit(
                 StoreFailed(self.name, "decide", f"{type(exc).__name__}: {exc}", action)
             )

@@ -320,7 +320,7 @@ class Retry(Policy):
             if not isinstance(action, tenacity.DoSleep):
                 return action  # a success: tenacity hands back the result
             delay = float(action)
-            if events.sinks:
+            if events.wants(RetryScheduled):
                 failed = state.outcome.exception() if state.outcome is not None else None
                 error = _describe(failed) if failed is not None else "result"
                 events.emit(RetryScheduled(self.name, state.attempt_number, delay, error))

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 from resilience.errors import InvalidKey, StoreError, StoreFull
-from resilience.events import EventBus
+from resilience.events import EventBus, RateLimitExceeded
 from resilience.ratelimit.algorithms.base import INF, Algorithm
 from resilience.ratelimit.decision import Decision
 
@@ -116,6 +116,7 @@ class MemoryTable:
         get = data.get
         step = self._step
         decide_new = self._decide_new
+        wants = events.wants
 
         def try_acquire(key: str = "global", cost: float = 1) -> Decision:
             if cost.__class__ is not int or cost < 1:
@@ -143,7 +144,7 @@ class MemoryTable:
                         f"rate-limit key must be a str, got {type(key).__name__}"
                     ) from None
                 raise
-            if decision[0] or not events.debug:
+            if decision[0] or not wants(RateLimitExceeded):
                 return decision
             rejected(key, cost, decision)
             return decision

@@ -282,7 +282,7 @@ class RedisBreakerTable:
         """Count a store failure and tell the event bus what the policy did."""
         self.store_errors += 1
         bus = self._events
-        if bus.sinks:
+        if bus.wants(StoreFailed):
             bus.emit(StoreFailed(self.name, operation, f"{type(exc).__name__}: {exc}", action))
 
     # -- replies ----------------------------------------------------------------------------
