@@ -26,7 +26,7 @@ from resilience.ratelimit.algorithms.base import check_cost
 from resilience.ratelimit.limiter import RateLimiter
 from resilience.web.headers import HeaderStyle, RateLimitHeaders, check_style
 from resilience.web.keys import RequestKey, as_key
-from resilience.web.limiting import supports_refund
+from resilience.web.limiting import require_async, supports_refund
 from resilience.web.problem import rate_limited_body
 
 __all__ = ["Route", "RouteTable", "Rule", "compile_path"]
@@ -174,6 +174,8 @@ class RouteTable:
                     self.limiters.append(lim)
             entries.append((methods, compile_path(rule.path), route))
         self._entries = tuple(entries)
+        for lim in self.limiters:
+            require_async(lim, "limiter" if lim is limiter else "rule limiter")
         if refund_statuses:
             for lim in self.limiters:
                 if not supports_refund(lim):

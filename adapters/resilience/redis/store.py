@@ -214,6 +214,11 @@ class RedisStore:
         """
         return RedisBreakerStore(self).breaker_table(name, config, now)
 
+    @property
+    def supports_async(self) -> bool:
+        """Whether ``atry_acquire`` can decide: an asyncio client was given (middleware check)."""
+        return self.run_async is not None
+
     def missing_client(self, kind: str) -> str:
         """The message for a decision on a path this store has no client for."""
         if kind == "sync":
