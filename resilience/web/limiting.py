@@ -13,30 +13,7 @@ from __future__ import annotations
 
 from resilience.ratelimit.limiter import RateLimiter
 
-__all__ = ["refund", "require_async", "shape", "supports_refund"]
-
-
-def require_async(limiter: RateLimiter, field: str = "limiter") -> None:
-    """Refuse, at construction, a limiter whose store cannot answer ``atry_acquire``.
-
-    The middleware decides on the event loop; a store that has only a blocking
-    client (a ``RedisStore`` given a sync ``redis.Redis``) would fail every
-    request with a ``TypeError`` -- a 500 for each request instead of one clear
-    error at startup.  A store says so with ``supports_async = False``.
-    """
-    checked: list[RateLimiter] = []
-    current: RateLimiter | None = limiter
-    while current is not None and current not in checked:
-        checked.append(current)
-        store = current.store
-        if getattr(store, "supports_async", True) is False:
-            where = field if current is limiter else f"{field}'s fallback"
-            raise ValueError(
-                f"{where} {current.name!r}: its {type(store).__name__} has only a sync client, "
-                "and the middleware decides with atry_acquire on the event loop; pass a "
-                "redis.asyncio client as async_client (or build it with RedisStore.from_url)"
-            )
-        current = current.fallback
+__all__ = ["refund", "shape", "supports_refund"]
 
 
 def supports_refund(limiter: RateLimiter) -> bool:

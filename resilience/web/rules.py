@@ -26,8 +26,9 @@ from resilience.ratelimit.algorithms.base import check_cost
 from resilience.ratelimit.limiter import RateLimiter
 from resilience.web.headers import HeaderStyle, RateLimitHeaders, check_style
 from resilience.web.keys import RequestKey, as_key
-from resilience.web.limiting import require_async, supports_refund
+from resilience.web.limiting import supports_refund
 from resilience.web.problem import rate_limited_body
+from resilience.web.readiness import require_async
 
 __all__ = ["Route", "RouteTable", "Rule", "compile_path"]
 

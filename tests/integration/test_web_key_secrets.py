@@ -24,8 +24,8 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from resilience import GCRA, RateLimiter
-from resilience.asgi import RateLimitMiddleware, Rule, header
+from resilience import GCRA, CircuitBreaker, RateLimiter
+from resilience.asgi import CircuitBreakerMiddleware, RateLimitMiddleware, Rule, header
 from resilience.events import Event, EventBus, StructlogSink
 from resilience.testing import FakeClock
 from tests.integration.servers import serve_aiohttp, serve_asgi
@@ -35,8 +35,8 @@ redis_asyncio = pytest.importorskip("redis.asyncio")
 from redis.backoff import NoBackoff  # noqa: E402
 from redis.retry import Retry  # noqa: E402
 
-from resilience.aiohttp import rate_limit_middleware  # noqa: E402
-from resilience.redis import RedisStore  # noqa: E402
+from resilience.aiohttp import circuit_breaker_middleware, rate_limit_middleware  # noqa: E402
+from resilience.redis import RedisBreakerStore, RedisStore  # noqa: E402
 
 pytestmark = pytest.mark.redis
 
@@ -176,6 +176,17 @@ async def test_a_sync_only_redis_store_is_refused_when_the_middleware_is_built(
         behind = RateLimiter(GCRA(2, 60.0), name="primary", fallback=limiter)
         with pytest.raises(ValueError, match="fallback 'api'"):
             RateLimitMiddleware(starlette_app(), behind)
+        # The breaker middlewares: the same check, for shared breaker state.
+        for store in (
+            RedisStore(client, timeout=2.0),
+            RedisBreakerStore(RedisStore(client, timeout=2.0)),
+        ):
+            breaker = CircuitBreaker("shared", store=store)
+            assert breaker.call(lambda: "sync callers work") == "sync callers work"
+            with pytest.raises(ValueError, match=r"breaker 'shared'.*only a sync client"):
+                CircuitBreakerMiddleware(starlette_app(), breaker)
+            with pytest.raises(ValueError, match=r"breaker 'shared'.*only a sync client"):
+                circuit_breaker_middleware(breaker)
         # With an asyncio client next to the sync one, the same limiter serves requests.
         aio = redis_asyncio.Redis.from_url(redis_url)
         both = RateLimiter(

@@ -131,6 +131,11 @@ class RedisBreakerStore:
         )
         self.events = default_bus if events is None else events
 
+    @property
+    def supports_async(self) -> bool:
+        """Whether the async breaker methods can reach Redis (the middlewares check)."""
+        return bool(self.store.supports_async)
+
     def breaker_table(
         self, name: str, config: BreakerConfig, now: Callable[[], float]
     ) -> RedisBreakerTable:
