@@ -116,7 +116,6 @@ class MemoryTable:
         get = data.get
         step = self._step
         decide_new = self._decide_new
-        wants = events.wants
 
         def try_acquire(key: str = "global", cost: float = 1) -> Decision:
             if cost.__class__ is not int or cost < 1:
@@ -144,7 +143,7 @@ class MemoryTable:
                         f"rate-limit key must be a str, got {type(key).__name__}"
                     ) from None
                 raise
-            if decision[0] or not wants(RateLimitExceeded):
+            if decision[0] or not events.wants(RateLimitExceeded):
                 return decision
             rejected(key, cost, decision)
             return decision

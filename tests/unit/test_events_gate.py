@@ -190,3 +190,18 @@ def test_wants_follows_the_sinks_and_their_levels() -> None:
     assert not bus.wants(RateLimitExceeded) and bus.wants(StoreFailed)
     bus.clear()
     assert not bus.wants(StoreFailed)
+
+
+def test_sinks_added_after_a_policy_was_built_are_honoured(built: Counter[str]) -> None:
+    bus = EventBus([StructlogSink(min_level="info")])
+    limiter = RateLimiter(FixedWindow(1, 1.0), clock=FakeClock(), events=bus)
+    limiter.try_acquire("a")
+    limiter.try_acquire("a")
+    assert built["RateLimitExceeded"] == 0
+    sink = Collect("debug")
+    bus.add(sink)
+    limiter.try_acquire("a")
+    assert [type(e) for e in sink.seen] == [RateLimitExceeded]
+    bus.remove(sink)
+    limiter.try_acquire("a")
+    assert built["RateLimitExceeded"] == 1
