@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -74,7 +75,7 @@ def spend(limiter: RateLimiter, key: str) -> None:
     assert not limiter.try_acquire(key).allowed
 
 
-def fill(client: redis.Redis, start: int, count: int, ttl: bool = False) -> None:
+def fill(client: Any, start: int, count: int, ttl: bool = False) -> None:
     """Write ``count`` other keys (no expiry unless ``ttl``), as a cache sharing Redis would."""
     pipe = client.pipeline(transaction=False)
     for i in range(start, start + count):
@@ -85,6 +86,23 @@ def fill(client: redis.Redis, start: int, count: int, ttl: bool = False) -> None
         if len(pipe) >= 500:
             pipe.execute()
     pipe.execute()
+
+
+def fill_until_full(client: Any, ttl: bool = False) -> None:
+    """Fill until Redis refuses writes; end on a one-key write that was refused.
+
+    A refused pipeline's request buffer is freed afterwards, which can bring
+    memory back under ``maxmemory``; a refused single ``SET`` leaves it over,
+    so the next write (the limiter's) is refused too.
+    """
+    with pytest.raises(redis.exceptions.OutOfMemoryError):
+        fill(client, 0, 30_000, ttl=ttl)
+    for i in range(100_000, 110_000):
+        try:
+            client.set(f"cache:{i}", FILLER, ex=3600 if ttl else None)
+        except redis.exceptions.OutOfMemoryError:
+            return
+    raise AssertionError("Redis kept accepting writes past maxmemory")
 
 
 def test_volatile_lru_evicts_limiter_state_first_and_forgives_the_client(
@@ -98,8 +116,7 @@ def test_volatile_lru_evicts_limiter_state_first_and_forgives_the_client(
         spend(limiter, "client-a")
         assert client.exists(LIMITER_KEY)
         # Fill up to the limit (writes start failing once only non-expiring keys are left).
-        with pytest.raises(redis.exceptions.OutOfMemoryError):
-            fill(client, 0, 30_000)
+        fill_until_full(client)
         assert not client.exists(LIMITER_KEY)  # evicted, although the client is over its limit
         assert client.info("stats")["evicted_keys"] >= 1
     finally:
@@ -166,8 +183,7 @@ def test_noeviction_keeps_state_and_an_oom_follows_on_store_error(
     try:
         spend(limiter, "client-a")  # over its limit
         assert limiter.try_acquire("client-b").allowed  # has state, under its limit
-        with pytest.raises(redis.exceptions.OutOfMemoryError):
-            fill(client, 0, 30_000, ttl=True)
+        fill_until_full(client, ttl=True)
         assert client.exists(LIMITER_KEY)  # nothing was evicted: the state is intact
         assert client.info("stats")["evicted_keys"] == 0
         errors_before = limiter.store_errors
@@ -220,8 +236,7 @@ def test_every_algorithm_follows_on_store_error_when_redis_is_out_of_memory(
     store = RedisStore.from_url(url, timeout=2.0)
     client = redis.Redis.from_url(url)
     try:
-        with pytest.raises(redis.exceptions.OutOfMemoryError):
-            fill(client, 0, 30_000, ttl=True)
+        fill_until_full(client, ttl=True)
         for algorithm in ALGORITHMS:
             limiter = RateLimiter(algorithm, store=store, on_store_error=policy)  # type: ignore[arg-type]
             sync = limiter.try_acquire("new-client")
