@@ -78,7 +78,7 @@ def run() -> list[Row]:
         ),
     }
     results: dict[str, Timing] = {}
-    rows = interleaved_table(TABLE, cases, "bare call", results)
+    rows = interleaved_table(TABLE, cases, "bare call", results, passes=5)
     fresh = [request(b"sk_live_%024d" % i) for i in range(50_000)]
     miss = time_sync_over(header("X-API-Key").from_scope, fresh, repeat=3)
     base = results[f"{TABLE} / <bare>"]
