@@ -305,7 +305,7 @@ class ClaimCheck:
                 raise TicketInvalid("envelope metadata differs from the signed metadata")
             expires_at = ticket.expires_at
             if not allow_expired and expires_at is not None and not self._wall() < expires_at:
-                raise TicketExpired("ticket has expired", ticket.expires_at)
+                raise TicketExpired("ticket has expired", expires_at)
             return ticket
         except (TicketInvalid, TicketExpired) as exc:
             self._emit_rejected(exc)
