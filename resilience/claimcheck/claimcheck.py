@@ -22,7 +22,7 @@ import json
 import math
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncGenerator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -435,24 +435,34 @@ class ClaimCheck:
 
     async def astream(
         self, grant: ValetGrant, start: int = 0, end: int | None = None
-    ) -> AsyncIterator[bytes]:
-        """Stream bytes ``[start, end)`` of a granted payload; a whole read is verified at its end.
+    ) -> AsyncGenerator[bytes, None]:
+        """Stream bytes ``[start, end)`` of a granted payload.
 
-        Raises ``PayloadMissing`` before the first chunk if the payload is gone.
+        A whole-payload read is verified, and its last chunk is held back until
+        the digest matches: a corrupt payload ends short (``PayloadCorrupt``),
+        so a client never receives all ``Content-Length`` bytes of it.  Raises
+        ``PayloadMissing`` before the first chunk if the payload is gone.
         """
         stop = grant.size if end is None else min(end, grant.size)
         reader = await _maybe_async(self.store, "reader", grant.blob_id, start, stop)
         verifier = _Verifier(grant.size, grant.digest) if (start, stop) == (0, grant.size) else None
         try:
+            held = b""
             while True:
                 chunk: bytes = await _maybe_async(reader, "read_chunk")
                 if not chunk:
                     break
-                if verifier is not None:
-                    verifier.update(chunk)
-                yield chunk
+                if verifier is None:
+                    yield chunk
+                    continue
+                verifier.update(chunk)
+                if held:
+                    yield held
+                held = chunk
             if verifier is not None:
                 verifier.finish()
+                if held:
+                    yield held
         except PayloadCorrupt as exc:
             self._emit_rejected(exc)
             raise
