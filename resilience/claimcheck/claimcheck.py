@@ -15,7 +15,6 @@ the process (another host redeems it).  It comes from the injected clock's
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import io
 import json
@@ -34,6 +33,7 @@ from resilience.claimcheck.errors import (
     TicketInvalid,
 )
 from resilience.claimcheck.events import ClaimCheckedIn, ClaimRedeemed, TicketRejected
+from resilience.claimcheck.hashing import StreamHasher
 from resilience.claimcheck.store import BlobReader, BlobStore, BlobWriter, io_step
 from resilience.claimcheck.tickets import Keyring, Ticket
 from resilience.clock import SYSTEM_CLOCK, Clock, SystemClock
@@ -128,16 +128,21 @@ class _Verifier:
         self.size = size
         self.digest = digest
         self.seen = 0
-        self._hash = hashlib.sha256()
+        self._hash = StreamHasher()
 
     def update(self, chunk: bytes) -> None:
         self.seen += len(chunk)
         if self.seen > self.size:
+            self._hash.close()
             raise PayloadCorrupt(f"payload is longer than the {self.size} bytes signed")
         self._hash.update(chunk)
 
+    def close(self) -> None:
+        self._hash.close()
+
     def finish(self) -> None:
         if self.seen != self.size:
+            self._hash.close()
             raise PayloadCorrupt(f"payload has {self.seen} bytes, the ticket signed {self.size}")
         if not hmac.compare_digest(self._hash.hexdigest(), self.digest):
             raise PayloadCorrupt("payload bytes do not match the signed SHA-256 digest")
@@ -180,6 +185,7 @@ class ClaimReader(io.RawIOBase):
     def close(self) -> None:
         if not self.closed:
             self._reader.close()
+            self._verifier.close()
         super().close()
 
 
@@ -249,7 +255,7 @@ class ClaimCheck:
             self._emit_checked_in(buffered, inline=True)
             return Envelope(inline=b"".join(head), metadata=meta)
         writer: BlobWriter = yield io_step(self.store, "begin")
-        hasher = hashlib.sha256()
+        hasher = StreamHasher()
         size = 0
         try:
             for chunk in _chain(head, chunks):
@@ -267,6 +273,8 @@ class ClaimCheck:
         except BaseException:
             writer.abort()
             raise
+        finally:
+            hasher.close()
         token = self._keys.sign(CLAIM, Ticket(blob_id, size, digest, ref, expires_at, meta).body())
         self._emit_checked_in(size, inline=False)
         return Envelope(ticket=token, metadata=meta)
@@ -335,6 +343,7 @@ class ClaimCheck:
             raise
         finally:
             reader.close()
+            verifier.close()
         self._emit_redeemed(ticket.size)
         return b"".join(parts)
 
@@ -468,6 +477,8 @@ class ClaimCheck:
             raise
         finally:
             reader.close()
+            if verifier is not None:
+                verifier.close()
 
     # -- events -------------------------------------------------------------------------------
 
