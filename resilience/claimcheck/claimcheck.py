@@ -304,17 +304,22 @@ class ClaimCheck:
 
     def ticket(self, env_or_raw: object, *, allow_expired: bool = False) -> Ticket | None:
         """The verified ticket of an envelope (``None`` for an inline one); raises on a bad one."""
+        return self._verify(env_or_raw, allow_expired=allow_expired)[1]
+
+    def _verify(
+        self, env_or_raw: object, *, allow_expired: bool = False
+    ) -> tuple[Envelope, Ticket | None]:
         try:
             env = self._envelope(env_or_raw)
             if env.ticket is None:
-                return None
+                return env, None
             ticket = Ticket.from_body(self._keys.verify(CLAIM, env.ticket))
             if not isinstance(env_or_raw, str) and env.metadata != ticket.metadata:
                 raise TicketInvalid("envelope metadata differs from the signed metadata")
             expires_at = ticket.expires_at
             if not allow_expired and expires_at is not None and not self._wall() < expires_at:
                 raise TicketExpired("ticket has expired", expires_at)
-            return ticket
+            return env, ticket
         except (TicketInvalid, TicketExpired) as exc:
             self._emit_rejected(exc)
             raise
@@ -322,12 +327,15 @@ class ClaimCheck:
     # -- redeem -------------------------------------------------------------------------------
 
     def _redeem_steps(self, env_or_raw: object) -> Steps[bytes]:
-        env = self._envelope(env_or_raw)
-        ticket = self.ticket(env if not isinstance(env_or_raw, str) else env_or_raw)
+        env, ticket = self._verify(env_or_raw)
         if ticket is None:
             assert env.inline is not None
             return env.inline
-        reader: BlobReader = yield self._read_step(ticket.blob_id, 0, None)
+        try:
+            reader: BlobReader = yield self._read_step(ticket.blob_id, 0, None)
+        except PayloadMissing as exc:
+            self._emit_rejected(exc)
+            raise
         verifier = _Verifier(ticket.size, ticket.digest)
         parts: list[bytes] = []
         try:
@@ -359,8 +367,7 @@ class ClaimCheck:
 
     def open(self, env_or_raw: Envelope | bytes | str) -> io.BufferedReader | io.BytesIO:
         """A binary file object streaming the payload; ``PayloadCorrupt`` when its end differs."""
-        env = self._envelope(env_or_raw)
-        ticket = self.ticket(env if not isinstance(env_or_raw, str) else env_or_raw)
+        env, ticket = self._verify(env_or_raw)
         if ticket is None:
             assert env.inline is not None
             return io.BytesIO(env.inline)

@@ -164,7 +164,11 @@ class FileBlobStore:
             return {}  # unreadable: treat as unreferenced, sweep reclaims it
         if not isinstance(data, dict):
             return {}
-        return {str(k): (None if v is None else float(v)) for k, v in data.items()}
+        refs: dict[str, float | None] = {}
+        for key, value in data.items():
+            if value is None or (isinstance(value, int | float) and not isinstance(value, bool)):
+                refs[str(key)] = None if value is None else float(value)
+        return refs
 
     def _write_refs(self, digest: str, refs: dict[str, float | None]) -> None:
         path = os.path.join(self._refs, digest)

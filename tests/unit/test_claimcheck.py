@@ -102,7 +102,7 @@ def test_streamed_check_in_never_holds_the_payload(tmp_path: Path) -> None:
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert peak < 8 * 1024 * 1024, peak
+    assert peak <= 16 * 1024 * 1024, peak  # the DESIGN bar; a 64 MiB payload went through
 
 
 def test_release_keeps_payloads_other_tickets_hold() -> None:
@@ -312,3 +312,64 @@ async def test_async_twins(any_store: object) -> None:
     assert [await cc.aredeem(e) for e in envs] == [data] * 5
     assert [await cc.arelease(e) for e in envs] == [False] * 4 + [True]
     assert await cc.asweep() == 0
+
+
+def test_concurrent_check_in_and_release_of_the_same_bytes(tmp_path: Path) -> None:
+    """Threads behind a barrier: one copy stored, each ticket one reference, none lost."""
+    import threading
+
+    store = FileBlobStore(tmp_path, fsync=False)
+    cc = make(store, threshold=1, chunk_size=4096)
+    data = os.urandom(50_000)
+    keeper = cc.check_in(data)
+    barrier = threading.Barrier(8)
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            barrier.wait(timeout=10)
+            for _ in range(10):
+                env = cc.check_in(data)
+                assert cc.redeem(env) == data
+                cc.release(env)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    assert cc.redeem(keeper) == data  # 80 releases by others took nothing from it
+    assert os.listdir(tmp_path / "blobs") == [cc.ticket(keeper).blob_id]  # type: ignore[union-attr]
+    assert cc.release(keeper) is True
+    assert os.listdir(tmp_path / "blobs") == [] and os.listdir(tmp_path / "tmp") == []
+
+
+def test_unreadable_reference_file_is_swept(tmp_path: Path) -> None:
+    store = FileBlobStore(tmp_path)
+    cc = make(store, threshold=1)
+    env = cc.check_in(b"payload")
+    ticket = cc.ticket(env)
+    assert ticket is not None
+    (tmp_path / "refs" / ticket.blob_id).write_text('{"r": "not a number", "s": [1]}')
+    assert store.expired(0.0) == [ticket.blob_id]
+    assert cc.sweep() == 1
+    with pytest.raises(PayloadMissing):
+        cc.redeem(env)
+
+
+def test_rejections_emit_events_for_malformed_and_missing() -> None:
+    seen: list[TicketRejected] = []
+    bus = EventBus([seen.append])  # type: ignore[list-item]
+    store = MemoryBlobStore()
+    cc = make(store, threshold=1, events=bus)
+    env = cc.check_in(b"payload")
+    with pytest.raises(TicketInvalid):
+        cc.redeem(b"{not json")
+    store.delete(cc.ticket(env).blob_id)  # type: ignore[union-attr]
+    with pytest.raises(PayloadMissing):
+        cc.redeem(env)
+    rejected = [e.reason for e in seen if isinstance(e, TicketRejected)]
+    assert rejected == ["TicketInvalid", "PayloadMissing"]
