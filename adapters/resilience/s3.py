@@ -7,8 +7,9 @@ Objects under ``prefix`` in ``bucket``::
     refs/<uid>/<ref>.<expiry ms>    one empty object per reference ("none": no expiry)
 
 A payload of at least ``part_size`` bytes is sent as a multipart upload,
-``part_size`` bytes per part, so memory stays at one part whatever the
-payload; a smaller one is one ``PutObject``.  The digest is known only at
+``part_size`` bytes per part, so memory stays bounded whatever the payload
+(about 2.5x ``part_size`` at peak with boto3's own copies: 19 MiB traced for
+the default 8 MiB parts); a smaller one is one ``PutObject``.  The digest is known only at
 the end and S3 cannot rename, so the object keeps its upload id and the
 small index object maps the digest to it: the same bytes checked in twice
 are stored once.  Expiries live in the reference object names, so ``sweep``
@@ -87,7 +88,8 @@ class _S3Writer:
         self.size += len(chunk)
         part = self._store.part_size
         while len(self._buffer) >= part:
-            data = bytes(self._buffer[:part])
+            with memoryview(self._buffer) as view:
+                data = bytes(view[:part])  # one copy: a bytearray slice would make two
             del self._buffer[:part]
             self._send_part(data)
 
