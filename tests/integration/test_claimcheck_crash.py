@@ -85,3 +85,53 @@ def test_payload_visible_only_after_commit(tmp_path: Path) -> None:
     assert ticket is not None
     assert os.listdir(tmp_path / "blobs") == [ticket.blob_id]
     assert os.listdir(tmp_path / "tmp") == []
+
+
+SHARER = textwrap.dedent(
+    """
+    import sys
+    from resilience import ClaimCheck, FileBlobStore
+    from resilience.events import EventBus
+
+    cc = ClaimCheck(FileBlobStore(sys.argv[1], fsync=False),
+                    b"0123456789abcdef0123456789abcdef", threshold=1, events=EventBus())
+    data = bytes(range(256)) * 400
+    sys.stdin.readline()  # start together
+    for _ in range(25):
+        env = cc.check_in(data)
+        assert cc.redeem(env) == data
+        cc.release(env)
+    print("ok", flush=True)
+    """
+)
+
+
+def test_processes_share_a_directory(tmp_path: Path) -> None:
+    """Three processes check in and release the same bytes; a fourth's ticket survives."""
+    cc = ClaimCheck(FileBlobStore(tmp_path), KEY, threshold=1)
+    data = bytes(range(256)) * 400
+    keeper = cc.check_in(data)
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", SHARER, str(tmp_path)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        for _ in range(3)
+    ]
+    try:
+        for child in children:
+            assert child.stdin is not None
+            child.stdin.write(b"go\n")
+            child.stdin.flush()
+        for child in children:
+            out, _ = child.communicate(timeout=60)
+            assert out == b"ok\n" and child.returncode == 0
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.kill()
+                child.wait(timeout=30)
+    assert cc.redeem(keeper) == data
+    assert cc.release(keeper) is True
+    assert os.listdir(tmp_path / "blobs") == [] and os.listdir(tmp_path / "tmp") == []

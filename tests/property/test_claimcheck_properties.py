@@ -208,3 +208,32 @@ def test_every_single_character_change_to_a_ticket_is_rejected() -> None:
                 continue
             accepted.append(altered)
     assert accepted == []
+
+
+_RANGE_DIR = tempfile.TemporaryDirectory()
+_RANGE_STORES = [MemoryBlobStore(10**8), FileBlobStore(_RANGE_DIR.name, chunk_size=7, fsync=False)]
+
+
+@given(
+    payload=st.binary(min_size=1, max_size=200),
+    start=st.integers(-5, 250),
+    end=st.none() | st.integers(-5, 250),
+    chunk=st.integers(1, 50),
+)
+@settings(max_examples=200)
+def test_ranged_reads_match_slicing_on_every_store(
+    payload: bytes, start: int, end: int | None, chunk: int
+) -> None:
+    expected = payload[max(0, start) : end if end is None else max(0, end)]
+    for store in _RANGE_STORES:
+        cc = ClaimCheck(store, KEY, threshold=0, chunk_size=chunk, events=EventBus())
+        env = cc.check_in(payload)
+        ticket = cc.ticket(env)
+        assert ticket is not None
+        reader = store.reader(ticket.blob_id, start, end)
+        got = b""
+        while piece := reader.read_chunk():
+            got += piece
+        reader.close()
+        assert got == expected, (store, start, end)
+        cc.release(env)
