@@ -14,10 +14,15 @@ Layout under ``directory``: ``blobs/<sha256>`` (the bytes), ``refs/<sha256>``
   is simply not found.
 * Several processes may share a directory: reference updates and commits
   take an ``flock`` on ``.lock`` (and a thread lock within the process).
+
+The ``a``-prefixed twins run the same file operations in a worker thread
+(``asyncio.to_thread``), so ``acheck_in`` never blocks the event loop on a
+write or an fsync.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import fcntl
@@ -66,6 +71,9 @@ class _FileWriter:
             view = view[written:]
         self.size += len(chunk)
 
+    async def awrite(self, chunk: bytes) -> None:
+        await asyncio.to_thread(self.write, chunk)
+
     def abort(self) -> None:
         if self.done:
             return
@@ -100,6 +108,9 @@ class _FileReader:
             return b""
         self._left -= len(data)
         return data
+
+    async def aread_chunk(self) -> bytes:
+        return await asyncio.to_thread(self.read_chunk)
 
     def close(self) -> None:
         self._f.close()
@@ -239,6 +250,17 @@ class FileBlobStore:
             os.close(writer._fd)
         return digest
 
+    async def acommit(
+        self,
+        writer: BlobWriter,
+        digest: str,
+        size: int,
+        ref: str,
+        expires_at: float | None,
+        now: float,
+    ) -> str:
+        return await asyncio.to_thread(self.commit, writer, digest, size, ref, expires_at, now)
+
     def reader(self, blob_id: str, start: int = 0, end: int | None = None) -> _FileReader:
         if not (isinstance(blob_id, str) and DIGEST_ID.fullmatch(blob_id)):
             raise PayloadMissing(f"no payload {blob_id!r}")
@@ -246,6 +268,15 @@ class FileBlobStore:
             return _FileReader(os.path.join(self._blobs, blob_id), start, end, self.chunk_size)
         except FileNotFoundError:
             raise PayloadMissing(f"no payload {blob_id!r}") from None
+
+    async def areader(self, blob_id: str, start: int = 0, end: int | None = None) -> _FileReader:
+        return await asyncio.to_thread(self.reader, blob_id, start, end)
+
+    async def arelease(self, blob_id: str, ref: str) -> bool:
+        return await asyncio.to_thread(self.release, blob_id, ref)
+
+    async def asweep(self, now: float) -> int:
+        return await asyncio.to_thread(self.sweep, now)
 
     def release(self, blob_id: str, ref: str) -> bool:
         if not (isinstance(blob_id, str) and DIGEST_ID.fullmatch(blob_id)):

@@ -373,3 +373,27 @@ def test_rejections_emit_events_for_malformed_and_missing() -> None:
         cc.redeem(env)
     rejected = [e.reason for e in seen if isinstance(e, TicketRejected)]
     assert rejected == ["TicketInvalid", "PayloadMissing"]
+
+
+async def test_file_store_async_path_leaves_the_loop_free(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """acheck_in on FileBlobStore writes and fsyncs in worker threads: a ticker keeps running."""
+    import threading
+
+    loop_thread = threading.get_ident()
+    seen_threads: set[int] = set()
+    store = FileBlobStore(tmp_path)
+    original = os.write
+
+    def spying_write(fd: int, data: bytes) -> int:
+        seen_threads.add(threading.get_ident())
+        return original(fd, data)
+
+    cc = make(store, threshold=1, chunk_size=64 * 1024)
+    data = os.urandom(1024 * 1024)
+    monkeypatch.setattr(os, "write", spying_write)
+    env = await cc.acheck_in(data)
+    monkeypatch.undo()
+    assert seen_threads and loop_thread not in seen_threads
+    assert await cc.aredeem(env) == data
