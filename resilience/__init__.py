@@ -20,6 +20,16 @@ from resilience.breaker import (
     TimeWindow,
 )
 from resilience.bulkhead import AdaptiveBulkhead, Bulkhead
+from resilience.claimcheck import (
+    ClaimCheck,
+    Envelope,
+    FileBlobStore,
+    MemoryBlobStore,
+    PayloadCorrupt,
+    PayloadMissing,
+    TicketExpired,
+    TicketInvalid,
+)
 from resilience.clock import SYSTEM_CLOCK, Clock, SleepingClock, SystemClock
 from resilience.composition import Composition, compose
 from resilience.errors import (
@@ -61,6 +71,14 @@ __all__ = [
     "BreakerStore",
     "CircuitBreaker",
     "CircuitState",
+    "ClaimCheck",
+    "Envelope",
+    "FileBlobStore",
+    "MemoryBlobStore",
+    "PayloadCorrupt",
+    "PayloadMissing",
+    "TicketExpired",
+    "TicketInvalid",
     "CountWindow",
     "MemoryBreakerStore",
     "TimeWindow",

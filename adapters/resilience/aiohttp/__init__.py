@@ -14,6 +14,7 @@ means the aiohttp package (imports are absolute).
 from resilience.aiohttp.breaker import circuit_breaker_middleware
 from resilience.aiohttp.bulkhead import bulkhead_middleware
 from resilience.aiohttp.ratelimit import rate_limit_headers_hook, rate_limit_middleware
+from resilience.aiohttp.valet import valet_key_handler
 from resilience.web.keys import RequestKey, client_ip, header, key_from
 from resilience.web.rules import Rule
 
@@ -27,4 +28,5 @@ __all__ = [
     "key_from",
     "rate_limit_headers_hook",
     "rate_limit_middleware",
+    "valet_key_handler",
 ]

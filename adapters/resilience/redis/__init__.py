@@ -7,8 +7,9 @@ the in-memory store, bit for bit.  The same store shares circuit-breaker
 state (``CircuitBreaker(name, store=RedisStore(...))``).  See ``docs/redis.md``.
 """
 
+from resilience.redis.blobs import RedisBlobStore
 from resilience.redis.breaker import RedisBreakerStore
 from resilience.redis.store import RedisStore
 from resilience.redis.table import RedisTable
 
-__all__ = ["RedisBreakerStore", "RedisStore", "RedisTable"]
+__all__ = ["RedisBlobStore", "RedisBreakerStore", "RedisStore", "RedisTable"]
