@@ -34,6 +34,7 @@ class ScriptedOrigin:
     mode: str = "ok"
     health: str = "ok"
     delay: float = 0.0
+    error_padding: int = 0  # bytes added to a 503 body (a big body is not read ahead)
     redirect_to: str = ""
     hits: list[Hit] = field(default_factory=list)
     health_hits: int = 0
@@ -60,7 +61,8 @@ class ScriptedOrigin:
         body = await request.read()
         self.hits.append(Hit(request.method, request.path_qs, dict(request.headers), body))
         if self.mode == "503":
-            return web.Response(status=503, text=f"{self.name} unavailable")
+            padding = "." * self.error_padding
+            return web.Response(status=503, text=f"{self.name} unavailable{padding}")
         if self.mode == "slow":
             await self._sleep_unless_gone(request, self.delay)
         elif self.mode == "blackhole":

@@ -60,7 +60,7 @@ async def wait_until(predicate: Any, limit: float = 5.0) -> None:
 
 async def test_get_on_a_503_primary_is_served_by_the_secondary(origins: Any) -> None:
     primary, secondary = origins
-    primary.mode = "503"
+    primary.mode, primary.error_padding = "503", 4 << 20  # not read ahead: must be released
     async with await client_for(primary, secondary) as client:
         async with client.get("/items", params={"q": "1"}) as resp:
             assert resp.status == 200
@@ -152,6 +152,7 @@ async def test_both_refused_gives_one_clear_error(origins: Any) -> None:
 async def test_both_503_gives_the_last_response_and_no_retry_storm(origins: Any) -> None:
     primary, secondary = origins
     primary.mode = secondary.mode = "503"
+    primary.error_padding = 4 << 20
     async with await client_for(primary, secondary) as client:
         for _ in range(5):
             async with client.get("/x") as resp:
@@ -304,7 +305,11 @@ async def test_hedge_first_answer_wins_and_the_loser_is_cancelled(origins: Any) 
     primary, secondary = origins
     primary.mode, primary.delay = "slow", 30.0
     tasks_before = asyncio.all_tasks()
-    async with await client_for(primary, secondary, hedge_after=0.05) as client:
+    from resilience import CircuitBreaker
+
+    breakers = (CircuitBreaker("p", minimum_calls=1), CircuitBreaker("s", minimum_calls=1))
+    client = await client_for(primary, secondary, hedge_after=0.05, breakers=breakers)
+    async with client:
         async with client.get("/x") as resp:
             assert await resp.text() == "secondary:GET:-"
         session: Any = client._session
@@ -315,6 +320,8 @@ async def test_hedge_first_answer_wins_and_the_loser_is_cancelled(origins: Any) 
         left = [t for t in asyncio.all_tasks() - tasks_before if not _server_side(t)]
         assert left == []  # no attempt task outlives the request
         assert client.snapshot().primary.consecutive_failures == 0  # a loser counts as nothing
+        assert breakers[0].snapshot()[:3] == ("closed", False, 0)  # nothing recorded
+        assert breakers[1].snapshot().calls == 1
 
 
 async def test_hedge_not_needed_when_the_first_answers_in_time(origins: Any) -> None:
