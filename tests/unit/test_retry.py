@@ -528,8 +528,6 @@ async def test_retry_if_result_async_and_decorated() -> None:
 
 
 def test_retry_if_result_still_retries_exceptions_and_validates() -> None:
-    import pytest as _pytest
-
     from resilience import retry
     from resilience.testing import FakeClock
 
@@ -546,5 +544,5 @@ def test_retry_if_result_still_retries_exceptions_and_validates() -> None:
         attempts=3, backoff=None, clock=FakeClock(), retry_if_result=lambda r: r.status != 200
     )
     assert policy.call(fn).status == 200
-    with _pytest.raises(ValueError, match="retry_if_result"):
+    with pytest.raises(ValueError, match="retry_if_result"):
         retry(retry_if_result=42)  # type: ignore[arg-type]

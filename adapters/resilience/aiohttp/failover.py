@@ -149,7 +149,7 @@ def _methods(value: object) -> frozenset[str]:
     return frozenset(m.upper() for m in items)
 
 
-def _default_breaker(name: str, clock: Clock) -> CircuitBreaker:
+def _default_breaker(name: str, clock: Clock, events: EventBus) -> CircuitBreaker:
     return CircuitBreaker(
         name,
         failure_rate_threshold=0.5,
@@ -157,6 +157,7 @@ def _default_breaker(name: str, clock: Clock) -> CircuitBreaker:
         window=CountWindow(20),
         open_duration=10.0,
         clock=clock,
+        events=events,
     )
 
 
@@ -225,8 +226,8 @@ class FailoverClient:
         self._events = default_bus if events is None else events
         if breakers is None:
             breakers = (
-                _default_breaker(f"{name}.primary", self.clock),
-                _default_breaker(f"{name}.secondary", self.clock),
+                _default_breaker(f"{name}.primary", self.clock, self._events),
+                _default_breaker(f"{name}.secondary", self.clock, self._events),
             )
         if (
             not isinstance(breakers, tuple)
