@@ -73,7 +73,8 @@ def main() -> None:
     ax.text(
         6.0,
         5.0,
-        "primary: unhealthy_after consecutive failures\n(health checks + real requests)\nand the secondary is healthy",
+        "primary: unhealthy_after consecutive failures\n"
+        "(health checks + real requests)\nand the secondary is healthy",
         ha="center",
         fontsize=9,
     )
@@ -88,8 +89,8 @@ def main() -> None:
     ax.text(
         6.0,
         -1.2,
-        "a run of equal observations flips a verdict: a primary alternating pass/fail never moves traffic  ·  "
-        "both unhealthy: traffic stays",
+        "a run of equal observations flips a verdict: a primary alternating pass/fail "
+        "never moves traffic  ·  both unhealthy: traffic stays",
         ha="center",
         fontsize=8,
         color="#444444",
