@@ -438,3 +438,35 @@ async def test_no_event_is_built_when_nobody_listens(
             assert resp.status == 200
         assert client.active == "secondary"
     assert built == []
+
+
+async def test_raise_for_status_errors_fail_over_too(origins: Any) -> None:
+    primary, secondary = origins
+    primary.mode = "503"
+    async with await client_for(primary, secondary) as client:
+        async with client.get("/x", raise_for_status=True) as resp:
+            assert await resp.text() == "secondary:GET:-"
+        secondary.mode = "503"
+        with pytest.raises(FailoverError) as caught:
+            await client.get("/x", raise_for_status=True)
+        assert [reason for _, reason in caught.value.failures] == ["status 503", "status 503"]
+
+
+async def test_concurrent_requests_behind_a_barrier_leak_nothing(origins: Any) -> None:
+    primary, secondary = origins
+    primary.mode, primary.error_padding = "503", 1 << 20
+    budget = RetryBudget(ratio=0.0, min_per_second=1.0, window=10.0)  # a reserve of 10
+    client = await client_for(primary, secondary, budget=budget, unhealthy_after=10**6)
+    barrier = asyncio.Barrier(40)
+
+    async def one() -> int:
+        await barrier.wait()
+        async with client.get("/x") as resp:
+            await resp.read()
+            return resp.status
+
+    async with client:
+        statuses = await asyncio.gather(*(one() for _ in range(40)))
+        assert acquired(client._session) == 0  # type: ignore[arg-type]
+    assert statuses.count(200) == 10 == len(secondary.hits)
+    assert statuses.count(503) == 30
