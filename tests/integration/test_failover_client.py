@@ -470,3 +470,21 @@ async def test_concurrent_requests_behind_a_barrier_leak_nothing(origins: Any) -
         assert acquired(client._session) == 0  # type: ignore[arg-type]
     assert statuses.count(200) == 10 == len(secondary.hits)
     assert statuses.count(503) == 30
+
+
+async def test_older_aiohttp_does_not_follow_redirects_with_credentials(
+    origins: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """aiohttp < 3.14 kept Cookie/Proxy-Authorization on cross-origin redirects: no following."""
+    import resilience.aiohttp.failover as module
+
+    monkeypatch.setattr(module, "_AIOHTTP_STRIPS_ON_REDIRECT", False)
+    primary, secondary = origins
+    primary.mode, primary.redirect_to = "redirect", f"{secondary.url}/landing"
+    async with await client_for(primary, secondary) as client:
+        async with client.get("/x", headers=CREDENTIALS) as resp:
+            assert resp.status == 302  # handed to the caller, not followed
+        async with client.get("/x") as resp:  # no credentials: followed as usual
+            assert resp.status == 200
+    assert len(secondary.hits) == 1
+    assert "Authorization" not in secondary.hits[0].headers
