@@ -74,8 +74,13 @@ async def attempt(
     options: dict[str, Any],
     timeout: float | None,
     failover_on: Collection[int],
+    local: bool,
 ) -> Outcome:
-    """Send the request to ``origin`` under ``permit``; record the outcome in ``breaker``."""
+    """Send the request to ``origin`` under ``permit``; record the outcome in ``breaker``.
+
+    ``local``: the breaker keeps its state in this process, so its synchronous
+    methods are used (no await per call on the happy path).
+    """
     start = now()
     try:
         if timeout is None:
@@ -102,5 +107,8 @@ async def attempt(
     if response.status in failover_on:
         await breaker.aon_failure(permit, now() - start)
         return Outcome(origin, response, None, f"status {response.status}")
-    await breaker.aon_success(permit, now() - start)
+    if local:
+        breaker.on_success(permit, now() - start)
+    else:
+        await breaker.aon_success(permit, now() - start)
     return Outcome(origin, response, None, None)

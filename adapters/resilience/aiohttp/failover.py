@@ -29,7 +29,7 @@ from typing import Any
 
 import aiohttp
 from resilience.aiohttp._failover_attempt import Outcome, attempt
-from resilience.breaker import CircuitBreaker, CountWindow
+from resilience.breaker import CircuitBreaker, CountWindow, MemoryBreakerStore
 from resilience.breaker.state import Permit
 from resilience.clock import Clock, now_function, resolve_clock
 from resilience.errors import ResilienceError
@@ -240,6 +240,10 @@ class FailoverClient:
             PRIMARY: breakers[0],
             SECONDARY: breakers[1],
         }
+        self._local = {  # breakers whose state lives in this process: sync calls, no await
+            origin: isinstance(breaker.store, MemoryBreakerStore)
+            for origin, breaker in self.breakers.items()
+        }
         self._origins: dict[OriginName, Origin] = {PRIMARY: self.primary, SECONDARY: self.secondary}
         # Credentials are the primary's: stripped on the way to an origin of another host.
         self._strip_on_secondary = (
@@ -315,7 +319,12 @@ class FailoverClient:
         )
 
     def _observe(self, origin: OriginName, ok: bool, why: str) -> None:
-        self._state, moved = observe(self._state, origin, ok, self._now(), self.hysteresis)
+        state = self._state
+        if ok:  # the steady healthy case changes nothing: skip the clock and the call
+            health = state.primary if origin == PRIMARY else state.secondary
+            if health.healthy and health.failures == 0:
+                return
+        self._state, moved = observe(state, origin, ok, self._now(), self.hysteresis)
         if moved is not None and self._events.sinks:
             self._events.emit(
                 FailoverSwitched(self.name, moved.old, moved.new, f"{moved.reason} ({why})")
@@ -407,7 +416,8 @@ class FailoverClient:
 
         first: OriginName = self._state.active
         second = _OTHER[first]
-        permit = await self.breakers[first].apermit()
+        breaker = self.breakers[first]
+        permit = breaker.permit() if self._local[first] else await breaker.apermit()
         if not permit.allowed:
             # The first origin's circuit is open: the request never reached it, so it may go
             # to the other one whatever its method; if that one is open too, one clear error.
@@ -454,6 +464,7 @@ class FailoverClient:
             options,
             self.attempt_timeout,
             self.failover_on,
+            self._local[origin],
         )
         if outcome.failed:
             self._observe(origin, False, outcome.reason or "")
