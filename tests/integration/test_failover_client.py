@@ -12,6 +12,7 @@ import pytest
 from resilience import EventBus, RetryBudget
 from resilience.aiohttp import FailoverClient, FailoverError
 from resilience.events import Event, FailoverAttempt, FailoverSwitched
+from resilience.testing import FakeClock
 from tests.integration.origin_server import ScriptedOrigin
 
 pytestmark = pytest.mark.timeout(60)
@@ -130,7 +131,7 @@ async def test_refused_primary_fails_over(origins: Any) -> None:
 async def test_black_holed_primary_fails_over_after_the_attempt_timeout(origins: Any) -> None:
     primary, secondary = origins
     primary.mode = "blackhole"
-    async with await client_for(primary, secondary, attempt_timeout=0.2) as client:
+    async with await client_for(primary, secondary, attempt_timeout=1.0) as client:
         async with client.get("/x") as resp:
             assert await resp.text() == "secondary:GET:-"
         assert acquired(client._session) == 0  # type: ignore[arg-type]
@@ -286,7 +287,7 @@ async def test_open_circuit_sends_even_a_post_to_the_other_origin(origins: Any) 
 async def test_the_budget_caps_failover_traffic(origins: Any) -> None:
     primary, secondary = origins
     primary.mode = "503"
-    budget = RetryBudget(ratio=0.0, min_per_second=0.2, window=10.0)  # a reserve of 2
+    budget = RetryBudget(ratio=0.0, min_per_second=0.2, window=10.0, clock=FakeClock())  # 2
     client = await client_for(primary, secondary, budget=budget, unhealthy_after=100)
     async with client:
         statuses = []
@@ -455,7 +456,7 @@ async def test_raise_for_status_errors_fail_over_too(origins: Any) -> None:
 async def test_concurrent_requests_behind_a_barrier_leak_nothing(origins: Any) -> None:
     primary, secondary = origins
     primary.mode, primary.error_padding = "503", 1 << 20
-    budget = RetryBudget(ratio=0.0, min_per_second=1.0, window=10.0)  # a reserve of 10
+    budget = RetryBudget(ratio=0.0, min_per_second=1.0, window=10.0, clock=FakeClock())  # 10
     client = await client_for(primary, secondary, budget=budget, unhealthy_after=10**6)
     barrier = asyncio.Barrier(40)
 
