@@ -10,8 +10,9 @@ is (moving it would only add churn).
 
 Why hysteresis: an origin that alternates pass/fail never builds a run of
 ``unhealthy_after`` failures (when that is above 1), so traffic does not
-follow its flapping; and two switches are always at least
-``min(unhealthy_after, healthy_after)`` observations apart.
+follow its flapping; traffic moves only when a verdict flips, and one
+origin's verdict flips at most once per ``min(unhealthy_after,
+healthy_after)`` observations of that origin.
 
 ``observe`` is a pure function of (state, origin, outcome, now): it returns
 the new state and, when the active origin changed, the :class:`Transition`.
