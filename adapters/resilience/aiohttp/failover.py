@@ -21,18 +21,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
-from collections.abc import Awaitable, Collection, Generator, Iterable
-from dataclasses import dataclass
+from collections.abc import Collection
 from types import TracebackType
 from typing import Any
 
 import aiohttp
 from resilience.aiohttp._failover_attempt import Outcome, attempt
-from resilience.breaker import CircuitBreaker, CountWindow, MemoryBreakerStore
+from resilience.aiohttp._failover_options import (
+    default_breaker,
+    methods_option,
+    refuse_session_credentials,
+    seconds_option,
+    statuses_option,
+)
+from resilience.aiohttp._failover_types import (
+    FailoverError,
+    FailoverRequest,
+    FailoverSnapshot,
+    OriginStatus,
+)
+from resilience.breaker import CircuitBreaker, MemoryBreakerStore
 from resilience.breaker.state import Permit
 from resilience.clock import Clock, now_function, resolve_clock
-from resilience.errors import ResilienceError
 from resilience.events import EventBus, FailoverAttempt, FailoverSwitched, default_bus
 from resilience.failover.credentials import carries_credentials, strip_credentials
 from resilience.failover.eligibility import has_idempotency_key, is_replayable_body
@@ -54,111 +64,6 @@ _AIOHTTP_STRIPS_ON_REDIRECT = tuple(int(p) for p in aiohttp.__version__.split(".
 cross-origin redirect; with older versions a credentialed request does not follow redirects."""
 
 _OTHER: dict[OriginName, OriginName] = {PRIMARY: SECONDARY, SECONDARY: PRIMARY}
-
-
-class FailoverError(ResilienceError, aiohttp.ClientConnectionError):
-    """No origin gave an answer: every attempt failed with an error (or was refused).
-
-    ``failures`` lists ``(origin name, reason)`` per attempt; the last error is
-    chained as ``__cause__``.  It is an ``aiohttp.ClientConnectionError`` too,
-    so code written for a bare session keeps catching it.
-    """
-
-    def __init__(self, failures: Iterable[tuple[str, str]]) -> None:
-        self.failures = tuple(failures)
-        text = "; ".join(f"{origin}: {reason}" for origin, reason in self.failures)
-        super().__init__(f"no origin answered ({text})")
-
-
-@dataclass(frozen=True, slots=True)
-class OriginStatus:
-    """One origin as the client sees it (``label`` is scheme://host:port, nothing more)."""
-
-    name: str
-    label: str
-    healthy: bool
-    consecutive_failures: int
-    consecutive_passes: int
-    breaker: str
-
-
-@dataclass(frozen=True, slots=True)
-class FailoverSnapshot:
-    """Which origin takes traffic, since when (clock time), and both origins' health."""
-
-    active: str
-    since: float
-    switches: int
-    primary: OriginStatus
-    secondary: OriginStatus
-
-
-class _FailoverRequest:
-    """What ``client.get(...)`` returns: awaitable, or ``async with`` (releases on exit)."""
-
-    __slots__ = ("_coro", "_response")
-
-    def __init__(self, coro: Awaitable[aiohttp.ClientResponse]) -> None:
-        self._coro = coro
-        self._response: aiohttp.ClientResponse | None = None
-
-    def __await__(self) -> Generator[Any, None, aiohttp.ClientResponse]:
-        return self._coro.__await__()
-
-    async def __aenter__(self) -> aiohttp.ClientResponse:
-        self._response = await self._coro
-        return self._response
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        response = self._response
-        if response is not None:
-            response.release()
-            await response.wait_for_close()
-
-
-def _seconds(value: object, field: str, *, allow_none: bool) -> float | None:
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ValueError(f"{field} must be a positive number of seconds, got {value!r}")
-    if value <= 0:
-        raise ValueError(f"{field} must be positive, got {value!r}")
-    return float(value)
-
-
-def _statuses(value: object) -> frozenset[int]:
-    if not isinstance(value, Iterable) or isinstance(value, str | bytes):
-        raise ValueError(f"failover_on must be a collection of HTTP statuses, got {value!r}")
-    out = frozenset(value)
-    if not all(isinstance(s, int) and not isinstance(s, bool) and 100 <= s <= 599 for s in out):
-        raise ValueError(f"failover_on must hold HTTP statuses (100-599), got {value!r}")
-    return out
-
-
-def _methods(value: object) -> frozenset[str]:
-    if not isinstance(value, Iterable) or isinstance(value, str | bytes):
-        raise ValueError(f"methods must be a collection of HTTP method names, got {value!r}")
-    items = list(value)
-    if not all(isinstance(m, str) and m.isalpha() for m in items):
-        raise ValueError(f"methods must be HTTP method names, got {value!r}")
-    return frozenset(m.upper() for m in items)
-
-
-def _default_breaker(name: str, clock: Clock, events: EventBus) -> CircuitBreaker:
-    return CircuitBreaker(
-        name,
-        failure_rate_threshold=0.5,
-        minimum_calls=10,
-        window=CountWindow(20),
-        open_duration=10.0,
-        clock=clock,
-        events=events,
-    )
 
 
 class FailoverClient:
@@ -200,20 +105,20 @@ class FailoverClient:
             raise ValueError("primary and secondary must be different base URLs")
         if session is not None and not isinstance(session, aiohttp.ClientSession):
             raise ValueError(f"session must be an aiohttp.ClientSession or None, got {session!r}")
-        self.failover_on = _statuses(failover_on)
-        self.methods = _methods(methods)
-        self.attempt_timeout = _seconds(attempt_timeout, "attempt_timeout", allow_none=True)
+        self.failover_on = statuses_option(failover_on)
+        self.methods = methods_option(methods)
+        self.attempt_timeout = seconds_option(attempt_timeout, "attempt_timeout", allow_none=True)
         if health_path is not None and (
             not isinstance(health_path, str) or not health_path.startswith("/")
         ):
             raise ValueError(f"health_path must be a path starting with '/', got {health_path!r}")
         self.health_path = health_path
-        self.health_interval = _seconds(health_interval, "health_interval", allow_none=True)
+        self.health_interval = seconds_option(health_interval, "health_interval", allow_none=True)
         self.hysteresis = Hysteresis(unhealthy_after, healthy_after)
         if budget is not None and not isinstance(budget, RetryBudget):
             raise ValueError(f"budget must be a RetryBudget or None, got {budget!r}")
         self.budget = budget
-        self.hedge_after = _seconds(hedge_after, "hedge_after", allow_none=True)
+        self.hedge_after = seconds_option(hedge_after, "hedge_after", allow_none=True)
         if not isinstance(forward_credentials, bool):
             raise ValueError(
                 f"forward_credentials must be True or False, got {forward_credentials!r}"
@@ -226,8 +131,8 @@ class FailoverClient:
         self._events = default_bus if events is None else events
         if breakers is None:
             breakers = (
-                _default_breaker(f"{name}.primary", self.clock, self._events),
-                _default_breaker(f"{name}.secondary", self.clock, self._events),
+                default_breaker(f"{name}.primary", self.clock, self._events),
+                default_breaker(f"{name}.secondary", self.clock, self._events),
             )
         if (
             not isinstance(breakers, tuple)
@@ -250,7 +155,7 @@ class FailoverClient:
             not forward_credentials and self.primary.key != self.secondary.key
         )
         if session is not None and self._strip_on_secondary:
-            _refuse_session_credentials(session)
+            refuse_session_credentials(session)
         self._session = session
         self._owns_session = session is None
         self._state = SwitchState(since=self._now())
@@ -365,31 +270,31 @@ class FailoverClient:
 
     # -- the request API ---------------------------------------------------------------
 
-    def request(self, method: str, url: str, **options: Any) -> _FailoverRequest:
+    def request(self, method: str, url: str, **options: Any) -> FailoverRequest:
         """Like ``ClientSession.request``; ``url`` is a path on the origins (``"/items"``)."""
-        return _FailoverRequest(self._send(method.upper(), url, options))
+        return FailoverRequest(self._send(method.upper(), url, options))
 
-    def get(self, url: str, **options: Any) -> _FailoverRequest:
-        return _FailoverRequest(self._send("GET", url, options))
+    def get(self, url: str, **options: Any) -> FailoverRequest:
+        return FailoverRequest(self._send("GET", url, options))
 
-    def head(self, url: str, **options: Any) -> _FailoverRequest:
+    def head(self, url: str, **options: Any) -> FailoverRequest:
         options.setdefault("allow_redirects", False)  # as ClientSession.head
-        return _FailoverRequest(self._send("HEAD", url, options))
+        return FailoverRequest(self._send("HEAD", url, options))
 
-    def options(self, url: str, **options: Any) -> _FailoverRequest:
-        return _FailoverRequest(self._send("OPTIONS", url, options))
+    def options(self, url: str, **options: Any) -> FailoverRequest:
+        return FailoverRequest(self._send("OPTIONS", url, options))
 
-    def post(self, url: str, **options: Any) -> _FailoverRequest:
-        return _FailoverRequest(self._send("POST", url, options))
+    def post(self, url: str, **options: Any) -> FailoverRequest:
+        return FailoverRequest(self._send("POST", url, options))
 
-    def put(self, url: str, **options: Any) -> _FailoverRequest:
-        return _FailoverRequest(self._send("PUT", url, options))
+    def put(self, url: str, **options: Any) -> FailoverRequest:
+        return FailoverRequest(self._send("PUT", url, options))
 
-    def patch(self, url: str, **options: Any) -> _FailoverRequest:
-        return _FailoverRequest(self._send("PATCH", url, options))
+    def patch(self, url: str, **options: Any) -> FailoverRequest:
+        return FailoverRequest(self._send("PATCH", url, options))
 
-    def delete(self, url: str, **options: Any) -> _FailoverRequest:
-        return _FailoverRequest(self._send("DELETE", url, options))
+    def delete(self, url: str, **options: Any) -> FailoverRequest:
+        return FailoverRequest(self._send("DELETE", url, options))
 
     def _require_session(self) -> aiohttp.ClientSession:
         session = self._session
@@ -578,14 +483,3 @@ async def _cancel_and_release(tasks: set[asyncio.Future[Outcome]]) -> None:
         except Exception:  # a loser's error is not the caller's concern
             continue
         outcome.release()
-
-
-def _refuse_session_credentials(session: aiohttp.ClientSession) -> None:
-    """A session's default credentials would reach the secondary on every failover."""
-    defaults = getattr(session, "headers", None) or {}
-    if carries_credentials(defaults, {"auth": getattr(session, "auth", None)}):
-        raise ValueError(
-            "session has default Authorization/Cookie/Proxy-Authorization headers or auth; "
-            "they would reach the secondary (another host): pass them per request, or set "
-            "forward_credentials=True"
-        )
