@@ -4,7 +4,7 @@
 ``"503"``, ``"slow"`` (200 after ``delay`` seconds), ``"blackhole"`` (accepts
 and never answers until the server stops) or ``"redirect"`` (302 to
 ``redirect_to``).  ``health`` says how ``/healthz`` answers (``"ok"`` or
-``"fail"``).  ``stop()`` closes the listening socket (connecting is then
+``"fail"``, or ``"blackhole"``).  ``stop()`` closes the listening socket (connecting is then
 refused); ``start()`` listens again on the same port.  Every request is
 recorded in ``hits`` as (method, path, headers, body).
 """
@@ -55,6 +55,8 @@ class ScriptedOrigin:
 
     async def _healthz(self, request: web.Request) -> web.Response:
         self.health_hits += 1
+        if self.health == "blackhole":
+            await self._release.wait()
         return web.Response(status=200 if self.health == "ok" else 503, text=self.health)
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:

@@ -138,6 +138,27 @@ async def test_black_holed_primary_fails_over_after_the_attempt_timeout(origins:
     assert len(primary.hits) == 1  # it got the request and never answered
 
 
+async def test_slow_primary_fails_over_after_the_attempt_timeout(origins: Any) -> None:
+    primary, secondary = origins
+    primary.mode, primary.delay = "slow", 20.0
+    async with await client_for(primary, secondary, attempt_timeout=0.5) as client:
+        async with client.get("/x") as resp:
+            assert await resp.text() == "secondary:GET:-"
+        assert acquired(client._session) == 0  # type: ignore[arg-type]
+        assert client.snapshot().primary.consecutive_failures == 1  # counted as a failure
+    await wait_until(lambda: primary.disconnects == 1)  # the timed-out request was dropped
+
+
+async def test_a_black_holed_health_endpoint_fails_its_checks(origins: Any) -> None:
+    primary, secondary = origins
+    primary.health = "blackhole"
+    client = await client_for(primary, secondary, attempt_timeout=0.3, unhealthy_after=2)
+    async with client:
+        assert await client.check_health() == {"primary": False, "secondary": True}
+        await client.check_health()
+        assert client.active == "secondary"
+
+
 async def test_both_refused_gives_one_clear_error(origins: Any) -> None:
     primary, secondary = origins
     await primary.stop()
