@@ -34,6 +34,7 @@ class ScriptedOrigin:
     mode: str = "ok"
     health: str = "ok"
     delay: float = 0.0
+    burst: int = 0  # the next `burst` requests get 503 whatever the mode
     error_padding: int = 0  # bytes added to a 503 body (a big body is not read ahead)
     redirect_to: str = ""
     hits: list[Hit] = field(default_factory=list)
@@ -62,7 +63,8 @@ class ScriptedOrigin:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
         self.hits.append(Hit(request.method, request.path_qs, dict(request.headers), body))
-        if self.mode == "503":
+        if self.burst > 0 or self.mode == "503":
+            self.burst = max(0, self.burst - 1)
             padding = "." * self.error_padding
             return web.Response(status=503, text=f"{self.name} unavailable{padding}")
         if self.mode == "slow":

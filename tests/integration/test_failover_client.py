@@ -249,6 +249,27 @@ async def test_switch_after_exactly_unhealthy_after_failed_checks_and_back(origi
     ]
 
 
+async def test_a_503_burst_shorter_than_the_hysteresis_never_moves_traffic(origins: Any) -> None:
+    primary, secondary = origins
+    from resilience import CircuitBreaker
+
+    # Breakers that only trip on 100 failures in a row: the default would open on the 2/3
+    # failure rate, which is the breaker's job; this test is about the switch's hysteresis.
+    breakers = tuple(
+        CircuitBreaker(n, consecutive_failures=100, failure_rate_threshold=None) for n in "ps"
+    )
+    client = await client_for(primary, secondary, unhealthy_after=3, breakers=breakers)
+    async with client:
+        for _ in range(5):  # bursts of two 503s between successes
+            primary.burst = 2
+            for expected in ("secondary", "secondary", "primary"):
+                async with client.get("/x") as resp:
+                    assert await resp.text() == f"{expected}:GET:-"
+            assert client.active == "primary"
+        assert client.snapshot().switches == 0
+    assert len(primary.hits) == 15 and len(secondary.hits) == 10
+
+
 async def test_passive_failures_switch_too(origins: Any) -> None:
     primary, secondary = origins
     primary.mode = "503"
