@@ -23,6 +23,8 @@ __all__ = [
     "CircuitStateChanged",
     "Event",
     "EventBus",
+    "FailoverAttempt",
+    "FailoverSwitched",
     "RateLimitExceeded",
     "RetryScheduled",
     "Sink",
@@ -109,6 +111,29 @@ class BulkheadRejected(Event):
     reason: str
     level: ClassVar[str] = "debug"  # per request: an overload must not become a log flood
     kind: ClassVar[str] = "bulkhead_rejected"
+
+
+@dataclass(frozen=True, slots=True)
+class FailoverAttempt(Event):
+    """A request is sent to ``to`` after ``reason`` on ``origin`` (names, never URLs)."""
+
+    origin: str
+    to: str
+    method: str
+    reason: str
+    level: ClassVar[str] = "debug"  # per request
+    kind: ClassVar[str] = "failover_attempt"
+
+
+@dataclass(frozen=True, slots=True)
+class FailoverSwitched(Event):
+    """The failover client moved traffic from ``old`` to ``new`` (origin names)."""
+
+    old: str
+    new: str
+    reason: str
+    level: ClassVar[str] = "warning"
+    kind: ClassVar[str] = "failover_switched"
 
 
 LEVELS: dict[str, int] = {"debug": 10, "info": 20, "warning": 30, "error": 40}

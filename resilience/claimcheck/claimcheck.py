@@ -490,15 +490,15 @@ class ClaimCheck:
     # -- events -------------------------------------------------------------------------------
 
     def _emit_checked_in(self, size: int, *, inline: bool) -> None:
-        if self._events.sinks:
+        if self._events.wants(ClaimCheckedIn):
             self._events.emit(ClaimCheckedIn(self.name, size, inline))
 
     def _emit_redeemed(self, size: int) -> None:
-        if self._events.sinks:
+        if self._events.wants(ClaimRedeemed):
             self._events.emit(ClaimRedeemed(self.name, size))
 
     def _emit_rejected(self, exc: Exception) -> None:
-        if self._events.sinks:
+        if self._events.wants(TicketRejected):
             self._events.emit(TicketRejected(self.name, type(exc).__name__, str(exc)))
 
     def __repr__(self) -> str:

@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar, cast
 
 import tenacity
-from tenacity.retry import retry_if_exception
+from tenacity.retry import retry_base, retry_if_exception, retry_if_result
 from tenacity.stop import stop_after_attempt, stop_any, stop_base, stop_before_delay
 from tenacity.wait import WaitBaseT, wait_base, wait_none
 
@@ -74,6 +74,8 @@ class _RetryAfterWait(wait_base):
         delay = float(self.backoff(retry_state))
         outcome = retry_state.outcome
         exc = outcome.exception() if outcome is not None else None
+        if exc is None and outcome is not None:  # retried on a result: an HTTP response's header
+            exc = cast(BaseException, outcome.result())
         if exc is not None:
             asked = retry_after_of(exc, self.wall_time)
             if asked is not None:
@@ -164,6 +166,7 @@ class Retry(Policy):
         "name",
         "on",
         "respect_retry_after",
+        "retry_if_result",
     )
 
     def __init__(
@@ -179,7 +182,11 @@ class Retry(Policy):
         clock: Clock | None = None,
         name: str = "retry",
         events: EventBus | None = None,
+        retry_if_result: Callable[[Any], bool] | None = None,
     ) -> None:
+        if retry_if_result is not None and not callable(retry_if_result):
+            raise ValueError(f"retry_if_result must be a callable or None, got {retry_if_result!r}")
+        self.retry_if_result = retry_if_result
         if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
             raise ValueError(f"attempts must be a whole number >= 1, got {attempts!r}")
         if backoff is not None and not callable(backoff):
@@ -228,11 +235,15 @@ class Retry(Policy):
         def retryable(exc: BaseException) -> bool:
             return isinstance(exc, on) and not isinstance(exc, never)
 
+        predicate: retry_base = retry_if_exception(retryable)
+        if self.retry_if_result is not None:
+            predicate = predicate | retry_if_result(self.retry_if_result)
         return tenacity.Retrying(
             stop=stop_any(*stops),
             wait=wait,
-            retry=retry_if_exception(retryable),
+            retry=predicate,
             reraise=True,
+            retry_error_callback=_last_result,  # out of retries on a result: return it
         )
 
     # -- fast paths -------------------------------------------------------------
@@ -241,31 +252,39 @@ class Retry(Policy):
         """Run ``fn``; after a retryable failure, retry under tenacity's engine."""
         if self._budget is not None:
             self._budget.deposit()
-        start = self._now() if self._needs_start else 0.0
+        start = self._now() if self._needs_start or self.retry_if_result else 0.0
         try:
-            return fn(*args, **kwargs)
+            result = fn(*args, **kwargs)
         except self._on as exc:
             if isinstance(exc, NEVER_RETRIED):
                 raise
             steps = self._steps(exc, start)
+        else:
+            if self.retry_if_result is None or not self.retry_if_result(result):
+                return result
+            steps = self._steps(None, start, result)
         return cast(R, drive_sync(steps, self._clock, fn, args, kwargs))
 
     async def acall(self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """Await ``fn``; after a retryable failure, retry (sleeping on the clock)."""
         if self._budget is not None:
             self._budget.deposit()
-        start = self._now() if self._needs_start else 0.0
+        start = self._now() if self._needs_start or self.retry_if_result else 0.0
         try:
-            return await fn(*args, **kwargs)
+            result = await fn(*args, **kwargs)
         except self._on as exc:
             if isinstance(exc, NEVER_RETRIED):
                 raise
             steps = self._steps(exc, start)
+        else:
+            if self.retry_if_result is None or not self.retry_if_result(result):
+                return result
+            steps = self._steps(None, start, result)
         return cast(R, await drive_async(steps, self._clock, fn, args, kwargs))
 
     def __call__(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         """Decorate ``fn``.  Without budget or deadline the wrapper inlines the first try."""
-        if self._budget is not None or self._needs_start:
+        if self._budget is not None or self._needs_start or self.retry_if_result is not None:
             return decorate(self, fn)
         on = self._on
         clock = self._clock
@@ -300,12 +319,16 @@ class Retry(Policy):
 
     # -- the slow path: tenacity's iter protocol as driver steps -----------------
 
-    def _steps(self, first: BaseException, start: float) -> Steps[Any]:
+    def _steps(self, first: BaseException | None, start: float, result: Any = None) -> Steps[Any]:
         engine = self._engine.copy()  # per call: its own statistics and iter state
         engine.begin()
-        state = _CallState(engine, self._now, start if self._needs_start else self._now())
-        state.set_exception((type(first), first, first.__traceback__))
-        del first
+        timed = self._needs_start or self.retry_if_result is not None
+        state = _CallState(engine, self._now, start if timed else self._now())
+        if first is None:
+            state.set_result(result)  # retry_if_result asked for another attempt
+        else:
+            state.set_exception((type(first), first, first.__traceback__))
+        del first, result
         events = self._events
         while True:
             try:
@@ -342,6 +365,12 @@ class Retry(Policy):
         )
 
 
+def _last_result(retry_state: tenacity.RetryCallState) -> Any:
+    """Out of attempts: the last result, or the last exception raised again."""
+    assert retry_state.outcome is not None
+    return retry_state.outcome.result()
+
+
 def _as_wait(backoff: Callable[..., Any]) -> wait_base:
     if isinstance(backoff, wait_base):
         return backoff
@@ -365,6 +394,7 @@ def retry(
     clock: Clock | None = None,
     name: str = "retry",
     events: EventBus | None = None,
+    retry_if_result: Callable[[Any], bool] | None = None,
 ) -> Retry:
     """A retry policy: ``@retry(...)``, ``.call(fn, ...)`` or ``await .acall(fn, ...)``.
 
@@ -378,6 +408,9 @@ def retry(
     ``Retry-After`` header) raises the sleep, capped at ``max_retry_after``;
     a ``retry_after`` of ``math.inf`` ends the retries.  On giving up the last
     exception is re-raised with a note saying how many attempts were made.
+    ``retry_if_result(result) -> bool`` also retries a call that *returned*
+    something unwanted (an HTTP 503, say; its ``Retry-After`` header is
+    honoured like an exception's); out of attempts, the last result is returned.
     """
     return Retry(
         attempts=attempts,
@@ -390,4 +423,5 @@ def retry(
         clock=clock,
         name=name,
         events=events,
+        retry_if_result=retry_if_result,
     )

@@ -19,6 +19,7 @@ PAGES = [
     "docs/timeout-fallback-compose.md",
     "docs/circuit-breaker.md",
     "docs/claim-check.md",
+    "docs/failover.md",
 ]
 BLOCK = re.compile(r"```python\n(.*?)```", re.DOTALL)
 

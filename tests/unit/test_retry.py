@@ -463,3 +463,86 @@ def test_budget_and_deadline_use_the_generic_decorator() -> None:
 
     assert f(3) == 3
     assert f.__name__ == "f"
+
+
+# -- retry_if_result: retrying on what a call returned (HTTP statuses) -----------------------
+
+
+class _Reply:
+    """A stand-in for an HTTP response: a status and headers."""
+
+    def __init__(self, status: int, retry_after: str | None = None) -> None:
+        self.status = status
+        self.headers = {} if retry_after is None else {"Retry-After": retry_after}
+
+
+def test_retry_if_result_retries_until_a_good_result() -> None:
+    from resilience import retry
+    from resilience.testing import FakeClock
+
+    clock = FakeClock()
+    replies = iter([_Reply(503), _Reply(503, "2"), _Reply(200)])
+    policy = retry(attempts=5, backoff=None, clock=clock, retry_if_result=lambda r: r.status >= 500)
+    assert policy.call(lambda: next(replies)).status == 200
+    assert clock.sleeps == [0.0, 2.0]  # the second 503 asked for 2 s
+
+
+def test_retry_if_result_out_of_attempts_returns_the_last_result() -> None:
+    from resilience import retry
+    from resilience.testing import FakeClock
+
+    calls = []
+
+    def fn() -> _Reply:
+        calls.append(1)
+        return _Reply(503)
+
+    policy = retry(
+        attempts=3, backoff=None, clock=FakeClock(), retry_if_result=lambda r: r.status == 503
+    )
+    assert policy.call(fn).status == 503
+    assert len(calls) == 3
+
+
+async def test_retry_if_result_async_and_decorated() -> None:
+    from resilience import retry
+    from resilience.testing import FakeClock
+
+    replies = iter([_Reply(429, "1"), _Reply(201)])
+    clock = FakeClock()
+
+    @retry(attempts=3, backoff=None, clock=clock, retry_if_result=lambda r: r.status == 429)
+    async def fetch() -> _Reply:
+        return next(replies)
+
+    assert (await fetch()).status == 201
+    assert clock.sleeps == [1.0]
+    # a good first result: returned at once, the predicate asked once
+    seen = []
+    policy = retry(clock=clock, retry_if_result=lambda r: seen.append(r) or False)
+
+    async def ok() -> int:
+        return 7
+
+    assert await policy.acall(ok) == 7 and seen == [7]
+
+
+def test_retry_if_result_still_retries_exceptions_and_validates() -> None:
+    from resilience import retry
+    from resilience.testing import FakeClock
+
+    outcomes: list[object] = [ValueError("boom"), _Reply(503), _Reply(200)]
+
+    def fn() -> _Reply:
+        item = outcomes.pop(0)
+        if isinstance(item, Exception):
+            raise item
+        assert isinstance(item, _Reply)
+        return item
+
+    policy = retry(
+        attempts=3, backoff=None, clock=FakeClock(), retry_if_result=lambda r: r.status != 200
+    )
+    assert policy.call(fn).status == 200
+    with pytest.raises(ValueError, match="retry_if_result"):
+        retry(retry_if_result=42)  # type: ignore[arg-type]

@@ -1,4 +1,4 @@
-"""aiohttp middleware: rate limiting, load shedding (bulkhead) and circuit breaking.
+"""aiohttp middleware (rate limiting, load shedding, circuit breaking) and the failover client.
 
 The same behaviour and options as ``resilience.asgi``, as aiohttp
 middlewares (``@web.middleware``, aiohttp 3.x).  See ``docs/web.md``.
@@ -13,12 +13,22 @@ means the aiohttp package (imports are absolute).
 
 from resilience.aiohttp.breaker import circuit_breaker_middleware
 from resilience.aiohttp.bulkhead import bulkhead_middleware
+from resilience.aiohttp.failover import (
+    FailoverClient,
+    FailoverError,
+    FailoverSnapshot,
+    OriginStatus,
+)
 from resilience.aiohttp.ratelimit import rate_limit_headers_hook, rate_limit_middleware
 from resilience.aiohttp.valet import valet_key_handler
 from resilience.web.keys import RequestKey, client_ip, header, key_from
 from resilience.web.rules import Rule
 
 __all__ = [
+    "FailoverClient",
+    "FailoverError",
+    "FailoverSnapshot",
+    "OriginStatus",
     "RequestKey",
     "Rule",
     "bulkhead_middleware",
