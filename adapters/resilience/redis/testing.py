@@ -321,6 +321,20 @@ class RedisClusterNodes:
         port = self.ports[0] if port is None else port
         return [line.split() for line in self._info(port, "CLUSTER", "NODES").splitlines() if line]
 
+    def slot_owner(self, slot: int, port: int | None = None) -> int:
+        """Port of the master serving ``slot``, as the node on ``port`` sees it."""
+        for fields in self.cluster_nodes(port):
+            flags = fields[2].split(",")
+            if "master" not in flags or "fail" in flags:
+                continue
+            for span in fields[8:]:
+                if span.startswith("["):
+                    continue  # a slot being imported or migrated
+                first, _, last = span.partition("-")
+                if int(first) <= slot <= int(last or first):
+                    return int(fields[1].split("@")[0].rsplit(":", 1)[1])
+        raise LookupError(f"no live master serves slot {slot}")
+
     def _healthy(self) -> bool:
         running = self.ports
         try:
