@@ -145,6 +145,7 @@ class _Runner:
     __slots__ = (
         "__weakref__",
         "_client",
+        "_factory",
         "_get_args",
         "_idle",
         "_limit",
@@ -155,7 +156,9 @@ class _Runner:
         "timeout",
     )
 
-    def __init__(self, client: Any, timeout: float, connections: int = 0) -> None:
+    def __init__(
+        self, client: Any, timeout: float, connections: int = 0, *, source: Any = None
+    ) -> None:
         self._client = client
         self.timeout = timeout
         self._pool: Any = None
@@ -163,10 +166,14 @@ class _Runner:
         own = _own_pool(client)
         if own is not None:
             self._pool, self._get_args = own
-        factory = getattr(self._pool, "connection_class", None)
-        kwargs = getattr(self._pool, "connection_kwargs", None)
+        # Where own connections get their class and settings: the pool, or (for an
+        # asyncio cluster node, which has no pool object) the node itself.
+        source = self._pool if source is None else source
+        factory = getattr(source, "connection_class", None)
+        kwargs = getattr(source, "connection_kwargs", None)
         usable = callable(factory) and isinstance(kwargs, dict)
         self._limit = connections if usable else 0
+        self._factory: Any = factory
         self._settings: dict[str, Any] = (
             _own_settings(kwargs, timeout, self._no_retry()) if usable else {}  # type: ignore[arg-type]
         )
@@ -203,7 +210,7 @@ class _Runner:
             if self._opened >= self._limit:
                 return None
             self._opened += 1
-        return self._pool.connection_class(**self._settings)
+        return self._factory(**self._settings)
 
 
 class SyncRunner(_Runner):
@@ -239,9 +246,10 @@ class SyncRunner(_Runner):
     def _failed(self, conn: Any, exc: BaseException) -> Any:
         """Close ``conn`` (its reply is in doubt: never resent, it may have run); raise."""
         try:
-            conn.disconnect()
+            with contextlib.suppress(Exception):  # the socket is being dropped either way
+                conn.disconnect()
             raise exc
-        except REDIS_ERRORS as error:
+        except Exception as error:
             raise unavailable(error, self.timeout) from error
         finally:
             self._idle.append(conn)  # disconnected: it reconnects on its next use
@@ -267,7 +275,7 @@ class SyncRunner(_Runner):
                 raise
             finally:
                 pool.release(conn)
-        except REDIS_ERRORS as exc:
+        except Exception as exc:  # whatever the client raises is an unavailable store
             raise unavailable(exc, self.timeout) from exc
 
     def _via_client(self, call: Call, key: bytes, now: bytes, cost: bytes) -> Any:
@@ -294,8 +302,10 @@ class AsyncRunner(_Runner):
 
     __slots__ = ("_loop", "capped")
 
-    def __init__(self, client: Any, timeout: float, connections: int = 0) -> None:
-        super().__init__(client, timeout, connections)
+    def __init__(
+        self, client: Any, timeout: float, connections: int = 0, *, source: Any = None
+    ) -> None:
+        super().__init__(client, timeout, connections, source=source)
         # A borrowed connection follows the client's settings: cap it unless they bound it.
         self.capped = not (self.uses_pool and bounded_by_client(client, timeout))
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -349,7 +359,7 @@ class AsyncRunner(_Runner):
         try:
             await _disconnect(conn)
             raise exc
-        except REDIS_ERRORS as error:
+        except Exception as error:
             raise unavailable(error, self.timeout) from error
         finally:
             self._keep(conn, loop)
@@ -399,7 +409,7 @@ class AsyncRunner(_Runner):
                 raise
             finally:
                 await pool.release(conn)
-        except REDIS_ERRORS as exc:
+        except Exception as exc:  # whatever the client raises is an unavailable store
             raise unavailable(exc, self.timeout) from exc
 
     async def _via_client(self, call: Call, key: bytes, now: bytes, cost: bytes) -> Any:

