@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections import Counter
+from typing import Any
 
 import pytest
 import redis.asyncio.cluster
@@ -55,9 +57,11 @@ def _keys_on_every_master(cluster: RedisClusterNodes, store: RedisStore, name: s
     return [key for keys in chosen.values() for key in keys]
 
 
-def _limiter(store: RedisStore, name: str, policy: str = "fail_open") -> RateLimiter:
+def _limiter(
+    store: RedisStore, name: str, policy: str = "fail_open", limit: int = LIMIT
+) -> RateLimiter:
     return RateLimiter(
-        FixedWindow(LIMIT, LONG),
+        FixedWindow(limit, LONG),
         store=store,
         name=name,
         on_store_error=policy,  # type: ignore[arg-type]
@@ -155,3 +159,112 @@ def test_fresh_sync_clients_under_thread_concurrency_admit_exactly(
     for round_ in range(4):
         problems += _fresh_sync_round(redis_cluster, f"sync-fresh-{round_}", threads=24)
     assert problems == []
+
+
+# -- a master killed mid-run -------------------------------------------------------------------
+
+TIMEOUT = 0.25
+BOUND = 2 * TIMEOUT + 0.5  # a first call loads the slot map, then runs; room for a loaded CI
+RESUMED = 20  # consecutive answered calls on the lost master's key after its replica took over
+
+
+def _key_on(cluster: RedisClusterNodes, store: RedisStore, name: str, port: int) -> str:
+    table = store.table(FixedWindow(LIMIT, LONG), lambda: 0.0, name)
+    for index in range(10_000):
+        key = f"client-{index}"
+        if cluster.slot_owner(key_slot(table.redis_key(key))) == port:
+            return key
+    raise AssertionError(f"no key on {port}")
+
+
+class Recorder:
+    """Times each decision on one key and classifies it by the limiter's error count."""
+
+    def __init__(self, limiter: RateLimiter, key: str, failures: list[str]) -> None:
+        self.limiter = limiter
+        self.key = key
+        self.failures = failures  # the store errors, as the limiter reported them
+        self.slowest = 0.0
+        self.errors = 0
+        self.streak = 0  # consecutive decisions answered by Redis
+        self.messages: list[str] = []
+
+    async def decide(self, sync: bool) -> None:
+        limiter = self.limiter
+        before = limiter.store_errors
+        started = time.monotonic()
+        if sync:
+            decision = limiter.try_acquire(self.key)
+        else:
+            decision = await limiter.atry_acquire(self.key)
+        self.slowest = max(self.slowest, time.monotonic() - started)
+        if limiter.store_errors == before:
+            self.streak += 1
+            assert decision.allowed  # the limit is never reached: Redis admits
+            return
+        self.errors += 1
+        self.streak = 0
+        assert self.failures, "a store error without a StoreFailed event"
+        self.messages.append(self.failures[-1])
+        # The outage policy answered: fail_open admits, fail_closed refuses.
+        if limiter.on_store_error == "fail_open":
+            assert decision.allowed
+        else:
+            assert not decision.allowed
+            assert decision.retry_after == limiter.store_error_retry_after
+
+
+@pytest.mark.parametrize(("mode", "policy"), [("async", "fail_closed"), ("sync", "fail_open")])
+async def test_master_killed_mid_run_decisions_resume_on_the_promoted_replica(
+    fresh_redis_cluster: RedisClusterNodes, mode: str, policy: str
+) -> None:
+    cluster = fresh_redis_cluster
+    options = {"socket_timeout": TIMEOUT, "socket_connect_timeout": TIMEOUT}
+    port = cluster.ports[0]
+    sync = mode == "sync"
+    client: Any = (
+        redis.cluster.RedisCluster(host="127.0.0.1", port=port, **options)
+        if sync
+        else redis.asyncio.cluster.RedisCluster(host="127.0.0.1", port=port, **options)
+    )
+    store = RedisStore(client, timeout=TIMEOUT)
+    name = f"failover-{mode}"
+    failures: list[str] = []
+    limiter = RateLimiter(
+        FixedWindow(10**9, LONG),
+        store=store,
+        name=name,
+        on_store_error=policy,  # type: ignore[arg-type]
+        events=EventBus([lambda event: failures.append(getattr(event, "error", repr(event)))]),
+    )
+    victim, survivor = cluster.master_ports()[:2]
+    lost = Recorder(limiter, _key_on(cluster, store, name, victim), failures)
+    kept = Recorder(limiter, _key_on(cluster, store, name, survivor), failures)
+    slot = key_slot(store.table(limiter.algorithm, lambda: 0.0, name).redis_key(lost.key))
+    deadline = time.monotonic() + 45
+    try:
+        for step in range(5_000):  # bounded in count and in time
+            if step == 20:
+                assert lost.errors == 0 and kept.errors == 0
+                cluster.kill(victim)  # SIGKILL: its replica is promoted after node_timeout
+            await lost.decide(sync)
+            await kept.decide(sync)
+            if lost.errors and lost.streak >= RESUMED:
+                break
+            assert time.monotonic() < deadline, "decisions did not resume after the failover"
+            await asyncio.sleep(0.02)
+        else:
+            raise AssertionError("bounded loop ran out")
+        assert lost.errors > 0  # the gap was seen, and answered by the policy
+        assert cluster.slot_owner(slot) != victim  # answered by the promoted replica
+        # The other masters answer too, except while the cluster reports a slot without a
+        # master (cluster-require-full-coverage yes, the default): then every node refuses.
+        assert all("ClusterDownError" in message for message in kept.messages), kept.messages
+        assert lost.slowest <= BOUND and kept.slowest <= BOUND
+    finally:
+        if sync:
+            store.close()
+            client.close()
+        else:
+            await store.aclose()
+            await client.aclose()
