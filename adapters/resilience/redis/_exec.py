@@ -21,11 +21,13 @@ that one call (never resent: the command may have run) and reconnects on its
 next use.  A forked child never touches its
 parent's connections.  ``connections=0`` borrows every call from the pool.
 
-Other clients (cluster, single-connection) go through ``execute_command``,
-which routes by key.
+Cluster clients get one such runner per master
+(:mod:`resilience.redis._cluster` routes by slot); single-connection clients
+go through ``execute_command``.
 
 Every failure (connection refused or reset, timeouts, ``LOADING``, ``BUSY``,
-``READONLY`` after a failover, cluster errors, a script error) becomes
+``READONLY`` after a failover, cluster errors, a script error, and any other
+``Exception`` the client raises) becomes
 :class:`~resilience.errors.StoreUnavailable`, the one error the rate limiter
 turns into its policy.  An async call is bounded by the client's socket
 timeouts when they are at most ``timeout`` (``RedisStore.from_url`` builds
@@ -58,7 +60,8 @@ __all__ = [
     "unavailable",
 ]
 
-# TimeoutError (from asyncio.timeout) is an OSError; so are raw socket errors.
+# The errors a client raises by design (TimeoutError from asyncio.timeout is an OSError);
+# the runners turn every Exception into StoreUnavailable, these and any other.
 REDIS_ERRORS = (RedisError, RedisClusterException, OSError)
 
 
@@ -337,11 +340,17 @@ class AsyncRunner(_Runner):
         try:
             if not conn.is_connected:  # connect() itself: Sentinel's resolves the master there
                 await conn.connect()
+            # Straight to the transport: send_packed_command wraps every write in
+            # asyncio.wait_for, a task per call (~20 us, a fifth of a loopback round
+            # trip).  One small command per connection never waits for buffer space,
+            # a lost connection shows on the read, and the read is bounded by the
+            # connection's socket timeout (at most ``timeout``).
+            writer = conn._writer
+            writer.write(call.evalsha(key, now, cost))
             try:
-                await conn.send_packed_command([call.evalsha(key, now, cost)])
                 reply = await conn.read_response(disable_decoding=True)
             except NoScriptError:  # SCRIPT FLUSH, restart, failover: EVAL caches it again
-                await conn.send_packed_command([call.eval(key, now, cost)])
+                writer.write(call.eval(key, now, cost))
                 reply = await conn.read_response(disable_decoding=True)
         except BaseException as exc:
             return await self._failed(conn, loop, exc)
