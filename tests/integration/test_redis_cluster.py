@@ -25,7 +25,7 @@ import redis.asyncio.cluster
 import redis.cluster
 from redis.crc import key_slot
 
-from resilience import FixedWindow, RateLimiter
+from resilience import CircuitBreaker, CircuitOpen, CircuitState, FixedWindow, RateLimiter
 from resilience.events import EventBus
 from resilience.redis import RedisStore
 from resilience.redis.testing import RedisClusterNodes
@@ -268,3 +268,34 @@ async def test_master_killed_mid_run_decisions_resume_on_the_promoted_replica(
         else:
             await store.aclose()
             await client.aclose()
+
+
+async def test_breaker_state_is_shared_through_the_cluster(
+    redis_cluster: RedisClusterNodes,
+) -> None:
+    """Two stores on fresh clients see one circuit: opened by one, closed by the other."""
+    port = redis_cluster.ports[0]
+    sync = redis.cluster.RedisCluster(host="127.0.0.1", port=port)
+    aio = redis.asyncio.cluster.RedisCluster(host="127.0.0.1", port=port)
+    mine = RedisStore(aio, timeout=ROOMY)
+    theirs = RedisStore(sync, timeout=ROOMY)
+    one = CircuitBreaker("cluster-breaker", consecutive_failures=3, store=mine)
+    other = CircuitBreaker("cluster-breaker", consecutive_failures=3, store=theirs)
+
+    async def fail() -> None:
+        raise ConnectionError("dependency down")
+
+    try:
+        for _ in range(3):
+            with pytest.raises(ConnectionError):
+                await one.acall(fail)
+        assert other.state is CircuitState.OPEN
+        with pytest.raises(CircuitOpen):
+            other.call(lambda: None)
+        other.force_closed()
+        assert await one.astate() is CircuitState.CLOSED
+    finally:
+        theirs.close()
+        await mine.aclose()
+        sync.close()
+        await aio.aclose()
