@@ -215,7 +215,7 @@ class Recorder:
 
 
 @pytest.mark.parametrize(("mode", "policy"), [("async", "fail_closed"), ("sync", "fail_open")])
-async def test_master_killed_mid_run_decisions_resume_on_the_promoted_replica(
+async def test_master_killed_mid_run_decisions_resume_on_the_promoted_replica_and_back(
     fresh_redis_cluster: RedisClusterNodes, mode: str, policy: str
 ) -> None:
     cluster = fresh_redis_cluster
@@ -261,6 +261,26 @@ async def test_master_killed_mid_run_decisions_resume_on_the_promoted_replica(
         # master (cluster-require-full-coverage yes, the default): then every node refuses.
         assert all("ClusterDownError" in message for message in kept.messages), kept.messages
         assert lost.slowest <= BOUND and kept.slowest <= BOUND
+
+        # Failback: the crashed node rejoins as a replica and takes its slots back
+        # (CLUSTER FAILOVER); decisions follow the slot to it by themselves.
+        cluster.restart(victim)
+        cluster.failover(victim)
+        assert cluster.slot_owner(slot) == victim
+        lost.streak = 0
+        for _ in range(2_000):
+            await lost.decide(sync)
+            await kept.decide(sync)
+            if lost.streak >= RESUMED:
+                break
+            assert time.monotonic() < deadline + 60, "decisions did not follow the failback"
+            await asyncio.sleep(0.02)
+        else:
+            raise AssertionError("bounded loop ran out")
+        assert lost.slowest <= BOUND and kept.slowest <= BOUND
+        runner = store.run_sync if sync else store.run_async
+        assert runner is not None
+        assert runner.idle_connections <= store.connections * len(cluster.ports)
     finally:
         if sync:
             store.close()

@@ -70,7 +70,7 @@ class _Router:
         self._client = client
         self.timeout = timeout
         self._connections = connections
-        self._nodes: dict[str, Any] = {}  # node name -> its runner
+        self._nodes: dict[str, tuple[Any, Any]] = {}  # node name -> (its pool, its runner)
         self._last_refresh = -REFRESH_INTERVAL
         self._lock = threading.Lock()
 
@@ -81,7 +81,7 @@ class _Router:
     @property
     def idle_connections(self) -> int:
         """Own connections open and waiting for a call, over all nodes."""
-        return sum(runner.idle_connections for runner in list(self._nodes.values()))
+        return sum(runner.idle_connections for _, runner in list(self._nodes.values()))
 
     def _master(self, key: bytes) -> Any:
         """The master serving ``key``'s slot in the client's slot map, or None."""
@@ -92,15 +92,36 @@ class _Router:
         return self._client.nodes_manager.nodes_cache.get(name)
 
     def _runner(self, node: Any) -> Any:
-        runner = self._nodes.get(node.name)
-        if runner is None:
-            with self._lock:
-                runner = self._nodes.get(node.name)
-                if runner is None:
-                    runner = self._nodes[node.name] = self._make(node)
+        """The runner for ``node``: one per node connection pool of the client's map.
+
+        A node that left the map and came back (a crashed master rejoining)
+        gets a new pool under the same name: its runner is replaced, so that
+        calls overflowing to the node's pool use the pool the client knows and
+        closes.
+        """
+        pool = self._pool_of(node)
+        pair = self._nodes.get(node.name)
+        if pair is not None and pair[0] is pool:
+            return pair[1]
+        with self._lock:
+            pair = self._nodes.get(node.name)
+            if pair is not None and pair[0] is pool:
+                return pair[1]
+            runner = self._make(node)
+            self._nodes[node.name] = (pool, runner)
+        if pair is not None:
+            self._retire(pair[1])
         return runner
 
     def _make(self, node: Any) -> Any:
+        raise NotImplementedError
+
+    @staticmethod
+    def _pool_of(node: Any) -> Any:
+        """What holds the node's connections in the client (it outlives map refreshes)."""
+        return node
+
+    def _retire(self, runner: Any) -> None:
         raise NotImplementedError
 
     def _due(self) -> bool:
@@ -129,6 +150,15 @@ class SyncClusterRunner(_Router):
 
     def _make(self, node: Any) -> SyncRunner:
         return SyncRunner(node.redis_connection, self.timeout, self._connections)
+
+    @staticmethod
+    def _pool_of(node: Any) -> Any:
+        # redis-py's sync client makes new node objects on every refresh, with the old
+        # node's ``redis_connection`` (its pool) carried over.
+        return node.redis_connection
+
+    def _retire(self, runner: Any) -> None:
+        runner.close()
 
     def __call__(self, call: Call, key: bytes, now: bytes, cost: bytes) -> Any:
         """Run ``call`` on the master of ``key``'s slot; raise ``StoreUnavailable`` on failure."""
@@ -167,7 +197,7 @@ class SyncClusterRunner(_Router):
 
     def close(self) -> None:
         """Close the own connections of every node's runner."""
-        for runner in list(self._nodes.values()):
+        for _, runner in list(self._nodes.values()):
             runner.close()
 
 
@@ -185,6 +215,11 @@ class AsyncClusterRunner(_Router):
 
     def _make(self, node: Any) -> AsyncRunner:
         return AsyncRunner(node, self.timeout, self._connections, source=node)
+
+    # The asyncio client keeps a node object (which holds its connections) across refreshes.
+
+    def _retire(self, runner: Any) -> None:
+        runner.drop_idle()
 
     def __call__(self, call: Call, key: bytes, now: bytes, cost: bytes) -> Coroutine[Any, Any, Any]:
         """Run ``call`` on the master of ``key``'s slot; raise ``StoreUnavailable`` on failure."""
@@ -262,5 +297,5 @@ class AsyncClusterRunner(_Router):
                 with contextlib.suppress(BaseException):
                     await task
         self._refreshing = None
-        for runner in list(self._nodes.values()):
+        for _, runner in list(self._nodes.values()):
             await runner.aclose()

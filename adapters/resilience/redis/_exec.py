@@ -380,6 +380,12 @@ class AsyncRunner(_Runner):
             self._forget(idle.pop())
         self._loop = loop
 
+    def drop_idle(self) -> None:
+        """Close the idle own connections without awaiting (a runner being replaced)."""
+        idle = self._idle
+        while idle:
+            self._forget(idle.pop())
+
     def _forget(self, conn: Any) -> None:
         with self._lock:
             self._opened -= 1

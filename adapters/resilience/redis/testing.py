@@ -316,6 +316,18 @@ class RedisClusterNodes:
             sock.sendall(_resp(command))
             return _read_bulk(sock)
 
+    def _command(self, port: int, *command: str) -> str:
+        """A command whose reply is one line (``+OK``, ``-ERR ...``)."""
+        with socket.create_connection(("127.0.0.1", port), timeout=1.0) as sock:
+            sock.sendall(_resp(command))
+            line = b""
+            while not line.endswith(b"\r\n"):
+                chunk = sock.recv(1)
+                if not chunk:
+                    raise OSError("connection closed")
+                line += chunk
+            return line[1:-2].decode()
+
     def cluster_nodes(self, port: int | None = None) -> list[list[str]]:
         """``CLUSTER NODES`` as seen by ``port`` (any running node by default), split."""
         port = self.ports[0] if port is None else port
@@ -376,6 +388,22 @@ class RedisClusterNodes:
     def kill(self, port: int) -> None:
         """``SIGKILL`` the node on ``port`` (a crashed master: its replica takes over)."""
         self.server(port).kill()
+
+    def restart(self, port: int, seconds: float = 30.0) -> None:
+        """Start the node on ``port`` again (it rejoins from its ``nodes.conf``) and wait."""
+        self.server(port).start()
+        self.wait_healthy(seconds)
+
+    def failover(self, port: int, seconds: float = 30.0) -> None:
+        """``CLUSTER FAILOVER`` on the replica on ``port``: it becomes its master's master."""
+        reply = self._command(port, "CLUSTER", "FAILOVER")
+        if reply != "OK":
+            raise RuntimeError(f"CLUSTER FAILOVER on {port}: {reply}")
+        deadline = time.monotonic() + seconds
+        while port not in self.master_ports(port) or not self._healthy():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"node {port} not a healthy master within {seconds}s")
+            time.sleep(0.05)
 
     def close(self) -> None:
         """Stop every node and remove their directories."""
