@@ -29,6 +29,7 @@ import heapq
 import itertools
 import math
 from array import array
+from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -254,7 +255,11 @@ class Replay:
         self.max_lag = 0.0
         self.late = 0
         self.buffer_peak = 0
-        self._buffer: list[tuple[float, int, str]] = []
+        # The buffer: records in file order that are the newest so far (most of
+        # them) append to a deque that stays sorted; older ones go to a heap.
+        # Both hold (time, record number, key): equal times keep their file order.
+        self._tail: deque[tuple[float, int, str]] = deque()
+        self._heap: list[tuple[float, int, str]] = []
         self._read = 0  # records read: the tie-break that keeps equal times in file order
         self._newest = -math.inf  # the newest time read (the clock holds the newest replayed)
 
@@ -274,15 +279,24 @@ class Replay:
         origin = self.origin
         window = self.reorder_window
         clock = self.clock
-        buffer = self._buffer
+        steps = [run.step for run in self.runs]
+        tail = self._tail
+        heap = self._heap
         push = heapq.heappush
         pop = heapq.heappop
-        emit = self._emit
         newest = self._newest
+        replayed = clock.now
+        first = None if self.first_time is None else self.first_time - origin
         read = self._read
+        requests = self.requests
         disorder = self.out_of_order
         max_lag = self.max_lag
+        late = self.late
         peak = self.buffer_peak
+        # Invariant: every buffered record is later than newest - window, and no
+        # replayed one is.  So a record at or before that edge can be replayed at
+        # once (nothing buffered comes before it), and one older than the last
+        # replayed record is late: it is replayed at the replay's time.
         try:
             for when, key in it:
                 t = when - origin
@@ -290,46 +304,66 @@ class Replay:
                     disorder += 1
                     if newest - t > max_lag:
                         max_lag = newest - t
+                    if t < replayed:
+                        late += 1
+                        t = replayed
                 else:
                     newest = t
                 edge = newest - window
-                if t < clock.now:  # older than a record already replayed: too late to reorder
-                    self.late += 1
-                    emit(clock.now, key)
-                elif t <= edge and (not buffer or t < buffer[0][0]):
-                    emit(t, key)  # nothing buffered can come before it: skip the heap
+                if t <= edge:
+                    if first is None:
+                        first = t
+                    clock.now = replayed = t
+                    for step in steps:
+                        step(key, t)
+                    requests += 1
+                    read += 1
+                    continue
+                if t == newest:  # in order (most lines): the tail stays sorted by itself
+                    tail.append((t, read, key))
                 else:
-                    push(buffer, (t, read, key))
-                    if len(buffer) > peak:
-                        peak = len(buffer)
-                    while buffer[0][0] <= edge:
-                        t0, _, k0 = pop(buffer)
-                        emit(t0, k0)
-                        if not buffer:
-                            break
+                    push(heap, (t, read, key))
                 read += 1
+                if len(tail) + len(heap) > peak:
+                    peak = len(tail) + len(heap)
+                while True:  # replay, in (time, read) order, what the edge has passed
+                    if tail and tail[0][0] <= edge and (not heap or tail[0] < heap[0]):
+                        t, _, key = tail.popleft()
+                    elif heap and heap[0][0] <= edge:
+                        t, _, key = pop(heap)
+                    else:
+                        break
+                    if first is None:
+                        first = t
+                    clock.now = replayed = t
+                    for step in steps:
+                        step(key, t)
+                    requests += 1
         finally:
             self._newest = newest
             self._read = read
+            self.requests = requests
+            self.first_time = None if first is None else first + origin
             self.out_of_order = disorder
             self.max_lag = max_lag
+            self.late = late
             self.buffer_peak = peak
 
     def flush(self) -> None:
-        """Replay every buffered record (the end of the input)."""
-        buffer = self._buffer
-        while buffer:
-            t, _, key = heapq.heappop(buffer)
-            self._emit(t, key)
-
-    def _emit(self, t: float, key: str) -> None:
-        """Replay one record at log time ``t`` (never earlier than the last one)."""
-        if self.requests == 0 and self.origin is not None:
-            self.first_time = t + self.origin
-        self.clock.now = t
-        for run in self.runs:
-            run.step(key, t)
-        self.requests += 1
+        """Replay every buffered record, in (time, record number) order: the end of the input."""
+        tail, heap = self._tail, self._heap
+        steps = [run.step for run in self.runs]
+        while tail or heap:
+            if tail and (not heap or tail[0] < heap[0]):
+                t, _, key = tail.popleft()
+            else:
+                t, _, key = heapq.heappop(heap)
+            if self.first_time is None and self.origin is not None:
+                self.first_time = t + self.origin
+            self.clock.now = t
+            for step in steps:
+                step(key, t)
+            self.requests += 1
 
     def result(self, *, source: str, input_format: str, key: str, bad: BadLines) -> ReplayResult:
         """The statistics of everything fed so far (buffered records are replayed first)."""
