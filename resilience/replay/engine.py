@@ -286,7 +286,7 @@ class Replay:
         pop = heapq.heappop
         newest = self._newest
         replayed = clock.now
-        first = None if self.first_time is None else self.first_time - origin
+        earliest = None if self.first_time is None else self.first_time - origin
         read = self._read
         requests = self.requests
         disorder = self.out_of_order
@@ -311,8 +311,8 @@ class Replay:
                     newest = t
                 edge = newest - window
                 if t <= edge:
-                    if first is None:
-                        first = t
+                    if earliest is None:
+                        earliest = t
                     clock.now = replayed = t
                     for step in steps:
                         step(key, t)
@@ -333,8 +333,8 @@ class Replay:
                         t, _, key = pop(heap)
                     else:
                         break
-                    if first is None:
-                        first = t
+                    if earliest is None:
+                        earliest = t
                     clock.now = replayed = t
                     for step in steps:
                         step(key, t)
@@ -343,7 +343,7 @@ class Replay:
             self._newest = newest
             self._read = read
             self.requests = requests
-            self.first_time = None if first is None else first + origin
+            self.first_time = None if earliest is None else earliest + origin
             self.out_of_order = disorder
             self.max_lag = max_lag
             self.late = late
