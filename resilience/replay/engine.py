@@ -8,9 +8,11 @@ Access logs are written when a request *completes*, so their lines run out of
 order by up to the longest request (the public Apache sample of May 2015: 94 %
 of lines, by up to 59 s).  Replaying them in file order would have to clamp
 each older line to the latest time seen, squeezing traffic into bursts the
-server never saw.  So records go through a reorder buffer first: a heap keyed
-by ``(time, record number)`` that releases a record once the newest time read
-is ``reorder_window`` seconds past it.  Any record displaced by at most the
+server never saw.  So records go through a reorder buffer first, ordered by
+``(time, record number)``, that releases a record once the newest time read
+is ``reorder_window`` seconds past it: a heap for the records older than the
+newest (the out-of-order ones), and beside it a deque for the records that are
+the newest so far (most lines), which arrive sorted and cost no heap work.  Any record displaced by at most the
 window is then replayed exactly where a stable sort by time would put it, and
 memory holds only the records of one window.  A record older than one
 already replayed (later than the window) cannot be put back; it is replayed
@@ -262,6 +264,7 @@ class Replay:
         self._heap: list[tuple[float, int, str]] = []
         self._read = 0  # records read: the tie-break that keeps equal times in file order
         self._newest = -math.inf  # the newest time read (the clock holds the newest replayed)
+        self._earliest: float | None = None  # the first replayed time, relative to origin
 
     def feed(self, records: Iterable[tuple[float, str]]) -> None:
         """Take ``records`` in file order; replay those the window has passed (call again for more).
@@ -286,7 +289,7 @@ class Replay:
         pop = heapq.heappop
         newest = self._newest
         replayed = clock.now
-        earliest = None if self.first_time is None else self.first_time - origin
+        earliest = self._earliest
         read = self._read
         requests = self.requests
         disorder = self.out_of_order
@@ -343,6 +346,7 @@ class Replay:
             self._newest = newest
             self._read = read
             self.requests = requests
+            self._earliest = earliest
             self.first_time = None if earliest is None else earliest + origin
             self.out_of_order = disorder
             self.max_lag = max_lag
@@ -358,7 +362,8 @@ class Replay:
                 t, _, key = tail.popleft()
             else:
                 t, _, key = heapq.heappop(heap)
-            if self.first_time is None and self.origin is not None:
+            if self._earliest is None and self.origin is not None:
+                self._earliest = t
                 self.first_time = t + self.origin
             self.clock.now = t
             for step in steps:

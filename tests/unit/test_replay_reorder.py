@@ -251,6 +251,19 @@ def test_a_zero_window_replays_in_file_order_and_squeezes_every_older_line() -> 
     assert (log.admitted, log.rejected) == (4, 0)  # in order: 9, 9.5, 10, 10.5
 
 
+def test_feeding_after_a_result_goes_on_from_the_replayed_time() -> None:
+    replay = Replay(policies("sliding-log:2/minute"))
+    replay.feed([(DAY + 30.0, "a"), (DAY + 10.0, "a")])
+    first = replay.result(source="s", input_format="f", key="ip", bad=BadLines())
+    assert (first.requests, first.late, first.first_time) == (2, 0, DAY + 10.0)
+    replay.feed([(DAY + 20.0, "a"), (DAY + 40.0, "b")])  # 20 is older than 30, replayed
+    again = replay.result(source="s", input_format="f", key="ip", bad=BadLines())
+    assert (again.requests, again.out_of_order, again.late) == (4, 2, 1)
+    assert (again.first_time, again.last_time) == (DAY + 10.0, DAY + 40.0)
+    (log,) = again.policies
+    assert log.rejected_by_key == {"a": 1}  # the late a, replayed at 30 beside 10 and 30
+
+
 def test_the_buffer_holds_only_the_window() -> None:
     """Bounded memory: a sorted day at 10 lines a second buffers about 10 * window lines."""
     replay = Replay(policies("gcra:1/s"), reorder_window=120.0)
