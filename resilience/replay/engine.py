@@ -12,9 +12,10 @@ server never saw.  So records go through a reorder buffer first, ordered by
 ``(time, record number)``, that releases a record once the newest time read
 is ``reorder_window`` seconds past it: a heap for the records older than the
 newest (the out-of-order ones), and beside it a deque for the records that are
-the newest so far (most lines), which arrive sorted and cost no heap work.  Any record displaced by at most the
-window is then replayed exactly where a stable sort by time would put it, and
-memory holds only the records of one window.  A record older than one
+the newest so far (most lines), which arrive sorted and cost no heap work.
+Any record displaced by at most the window is then replayed exactly where a
+stable sort by time would put it, and memory holds only the records of one
+window.  A record older than one
 already replayed (later than the window) cannot be put back; it is replayed
 at the replay's current time, since the algorithms assume time does not run
 backwards, and counted as ``late``.
