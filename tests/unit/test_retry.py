@@ -598,3 +598,23 @@ def test_retry_if_result_still_retries_exceptions_and_validates() -> None:
     assert policy.call(fn).status == 200
     with pytest.raises(ValueError, match="retry_if_result"):
         retry(retry_if_result=42)  # type: ignore[arg-type]
+
+
+def test_retry_if_result_never_sooner_than_the_reply_asked() -> None:
+    """A 503 asking for ten hours is returned at once, not called again after the cap."""
+    from resilience import retry
+    from resilience.testing import FakeClock
+
+    clock = FakeClock()
+    calls = []
+
+    def fn() -> _Reply:
+        calls.append(1)
+        return _Reply(503, "36000")
+
+    policy = retry(
+        attempts=3, deadline=120, clock=clock, retry_if_result=lambda r: r.status == 503
+    )
+    assert policy.call(fn).headers == {"Retry-After": "36000"}
+    assert len(calls) == 1
+    assert clock.sleeps == []
