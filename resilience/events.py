@@ -22,6 +22,8 @@ __all__ = [
     "CircuitStateChanged",
     "Event",
     "EventBus",
+    "IdempotencyConflict",
+    "IdempotentReplay",
     "RateLimitExceeded",
     "RetryScheduled",
     "Sink",
@@ -108,6 +110,25 @@ class BulkheadRejected(Event):
     reason: str
     level: ClassVar[str] = "debug"  # per request: an overload must not become a log flood
     kind: ClassVar[str] = "bulkhead_rejected"
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotentReplay(Event):
+    """A call or request with a known idempotency key got the stored result without running."""
+
+    key: str
+    level: ClassVar[str] = "debug"  # per request
+    kind: ClassVar[str] = "idempotent_replay"
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyConflict(Event):
+    """An idempotency key was refused: ``reason`` is ``"in_progress"`` or ``"reused"``."""
+
+    key: str
+    reason: str
+    level: ClassVar[str] = "debug"  # per request: a client retrying in a loop must not flood logs
+    kind: ClassVar[str] = "idempotency_conflict"
 
 
 LEVELS: dict[str, int] = {"debug": 10, "info": 20, "warning": 30, "error": 40}
