@@ -15,6 +15,7 @@ record is running, a new key raises :class:`~resilience.errors.StoreFull`.
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 
 from resilience.errors import StoreFull
 from resilience.idempotency import record as machine
@@ -38,8 +39,10 @@ class MemoryIdempotencyStore:
         self.max_keys = max_keys
         self._lock = threading.Lock()
         # Completed records in completion order (oldest first), running ones apart:
-        # eviction takes from the front of _done and never touches _running.
-        self._done: dict[str, Record] = {}
+        # eviction takes from the front of _done and never touches _running.  An
+        # OrderedDict: a plain dict's first entry after many deletions at the front
+        # is found by scanning past their dummies, O(n) per eviction.
+        self._done: OrderedDict[str, Record] = OrderedDict()
         self._running: dict[str, Record] = {}
 
     def __len__(self) -> int:
@@ -60,7 +63,7 @@ class MemoryIdempotencyStore:
             key = next(iter(done))
             if now < done[key].expires:
                 return
-            del done[key]
+            done.popitem(last=False)
             budget -= 1
 
     def _make_room(self, now: float) -> None:
@@ -73,7 +76,7 @@ class MemoryIdempotencyStore:
         if len(self) < self.max_keys:
             return
         if self._done:
-            del self._done[next(iter(self._done))]
+            self._done.popitem(last=False)
             return
         soonest = min(r.expires for r in self._running.values())
         raise StoreFull(

@@ -1,8 +1,10 @@
 """Keeping a live owner's lease: renew it every ``lease / 3`` seconds while the call runs.
 
 Sync calls share one daemon thread per process (starting a thread per call
-would cost more than the rest of a call); async calls get a timer on their
-event loop that spawns one renewal at a time.  Either way the owner stops
+would cost more than the rest of a call); async calls share one timer per
+event loop, armed only while leases are held there (a timer per call cost
+more than the rest of an idempotent request), which spawns a renewal task
+for each lease that is due.  Either way the owner stops
 renewal in ``finally`` before it completes or releases the key.  The
 cadence is real time: it schedules work, it decides nothing (the store
 checks the lease against its own clock and the owner's fencing token).
@@ -13,9 +15,9 @@ the owner's completion will be refused by its token.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import threading
 import time
+import weakref
 from typing import Any
 
 from resilience.clock import Clock
@@ -51,6 +53,10 @@ class LeaseKeeper:
         self._cond = threading.Condition()
         self._leases: dict[int, Lease] = {}
         self._thread: threading.Thread | None = None
+        self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopLeases] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._last: tuple[asyncio.AbstractEventLoop, _LoopLeases] | None = None
 
     # -- sync owners: the shared thread ----------------------------------------------------
 
@@ -105,22 +111,43 @@ class LeaseKeeper:
             handle.lost = True
             self.drop(handle)
 
-    # -- async owners: a timer on the running loop ------------------------------------------
+    # -- async owners: one timer per event loop ----------------------------------------------
 
     async def ahold(
         self, store: IdempotencyStore, key: str, token: str, lease: float, clock: Clock
     ) -> Lease:
         handle = Lease(store, key, token, lease, clock)
-        self._schedule(handle, asyncio.get_running_loop())
+        loop = asyncio.get_running_loop()
+        state = self._loop_state(loop)
+        handle._timer = state
+        state.leases[id(handle)] = handle
+        if state.timer is None or handle.due < state.wake:
+            state.arm(loop, handle.due, self)
         return handle
 
-    def _schedule(self, handle: Lease, loop: asyncio.AbstractEventLoop) -> None:
-        handle._timer = loop.call_later(handle.lease / 3.0, self._fire, handle, loop)
+    def _loop_state(self, loop: asyncio.AbstractEventLoop) -> _LoopLeases:
+        last = self._last
+        if last is not None and last[0] is loop:
+            return last[1]
+        state = self._loops.get(loop)
+        if state is None:
+            state = self._loops[loop] = _LoopLeases()
+        self._last = (loop, state)
+        return state
 
-    def _fire(self, handle: Lease, loop: asyncio.AbstractEventLoop) -> None:
-        handle._timer = loop.create_task(self._arenew(handle, loop))
+    def _tick(self, state: _LoopLeases, loop: asyncio.AbstractEventLoop) -> None:
+        state.timer = None
+        now = time.monotonic()
+        for handle in list(state.leases.values()):
+            if handle.due <= now:
+                handle.due = now + handle.lease / 3.0
+                task = loop.create_task(self._arenew(handle, state))
+                state.tasks.add(task)
+                task.add_done_callback(state.tasks.discard)
+        if state.leases:
+            state.arm(loop, min(h.due for h in state.leases.values()), self)
 
-    async def _arenew(self, handle: Lease, loop: asyncio.AbstractEventLoop) -> None:
+    async def _arenew(self, handle: Lease, state: _LoopLeases) -> None:
         store = handle.store
         now = handle.clock.monotonic()
         try:
@@ -128,22 +155,36 @@ class LeaseKeeper:
                 kept = store.renew(handle.key, handle.token, handle.lease, now)
             else:
                 kept = await store.arenew(handle.key, handle.token, handle.lease, now)
-        except asyncio.CancelledError:
-            return
         except Exception:
-            handle.failures += 1
-            kept = True  # the lease may still hold: try again next round
+            handle.failures += 1  # the lease may still hold: try again next round
+            return
         if not kept:
             handle.lost = True
-            return
-        if handle._timer is not None:  # not stopped meanwhile
-            self._schedule(handle, loop)
+            state.leases.pop(id(handle), None)
 
     async def adrop(self, handle: Lease) -> None:
-        timer, handle._timer = handle._timer, None
-        if timer is not None:
-            with contextlib.suppress(Exception):
-                timer.cancel()
+        state = handle._timer
+        if state is not None:
+            state.leases.pop(id(handle), None)
+            handle._timer = None
+
+
+class _LoopLeases:
+    """The async leases held on one event loop, and the one timer that renews them."""
+
+    __slots__ = ("__weakref__", "leases", "tasks", "timer", "wake")
+
+    def __init__(self) -> None:
+        self.leases: dict[int, Lease] = {}
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.timer: asyncio.TimerHandle | None = None
+        self.wake = 0.0
+
+    def arm(self, loop: asyncio.AbstractEventLoop, due: float, keeper: LeaseKeeper) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        self.wake = due
+        self.timer = loop.call_later(max(0.0, due - time.monotonic()), keeper._tick, self, loop)
 
 
 KEEPER = LeaseKeeper()

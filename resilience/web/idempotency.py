@@ -19,6 +19,7 @@ streamed where the middleware cannot see the bytes) are recorded as
 from __future__ import annotations
 
 import hashlib
+import re
 import struct
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final
@@ -69,6 +70,14 @@ REPLAYED: Final = (b"idempotent-replayed", b"true")
 _PROBLEM = "https://www.rfc-editor.org/rfc/rfc9110#name-"  # status sections
 _FULL = b"R"
 _TRUNCATED = b"T"
+_START = struct.Struct(">HH")
+_HEADER = struct.Struct(">HI")
+_PRINTABLE = re.compile(rb"[\x20-\x7e]+").fullmatch
+_DECODED: dict[bytes, Stored] = {}  # recent replays, parsed once (small bodies only)
+_DECODED_MAX = 128
+_DECODED_BODY = 16_384
+_SCOPES: dict[tuple[str | None, str, str], str] = {}  # (principal, method, path) -> digest
+_SCOPES_MAX = 4096
 _POLL_FIRST = 0.01
 _POLL_MAX = 0.5
 
@@ -82,13 +91,19 @@ def storable(status: int) -> bool:
 
 def encode_response(status: int, headers: Iterable[tuple[bytes, bytes]], body: bytes) -> bytes:
     """``R`` + status + headers (hop-by-hop and ``Set-Cookie`` left out) + body, length-prefixed."""
-    kept = [(n, v) for n, v in headers if n.lower() not in HOP_BY_HOP]
-    parts = [_FULL, struct.pack(">HH", status, len(kept))]
-    for name, value in kept:
-        parts.append(struct.pack(">HI", len(name), len(value)))
-        parts.append(name)
-        parts.append(value)
-    parts.append(body)
+    parts = [_FULL, b""]
+    append = parts.append
+    pack = _HEADER.pack
+    count = 0
+    for name, value in headers:
+        if name.lower() in HOP_BY_HOP:
+            continue
+        append(pack(len(name), len(value)))
+        append(name)
+        append(value)
+        count += 1
+    parts[1] = _START.pack(status, count)
+    append(body)
     return b"".join(parts)
 
 
@@ -110,7 +125,23 @@ class Stored:
 
 
 def decode_response(data: bytes) -> Stored:
-    """Parse :func:`encode_response`'s envelope (or the not-replayable marker)."""
+    """Parse :func:`encode_response`'s envelope (or the not-replayable marker).
+
+    Small envelopes are remembered (a bounded dict keyed by the bytes, whose
+    hash Python caches): a key replayed again and again is parsed once.
+    """
+    found = _DECODED.get(data)
+    if found is not None:
+        return found
+    stored = _parse(data)
+    if len(data) <= _DECODED_BODY:
+        if len(_DECODED) >= _DECODED_MAX:
+            _DECODED.clear()
+        _DECODED[data] = stored
+    return stored
+
+
+def _parse(data: bytes) -> Stored:
     kind = data[:1]
     if kind == _TRUNCATED:
         (status,) = struct.unpack_from(">H", data, 1)
@@ -252,7 +283,7 @@ class IdempotencyCore:
             return None, self._bad("the key is empty")
         if len(raw) > MAX_KEY_LENGTH:
             return None, self._bad(f"the key is longer than {MAX_KEY_LENGTH} characters")
-        if not all(0x20 <= c <= 0x7E for c in raw):
+        if _PRINTABLE(raw) is None:
             return None, self._bad("the key must be printable ASCII")
         return raw.decode("ascii"), None
 
@@ -280,18 +311,24 @@ class IdempotencyCore:
 
     @staticmethod
     def fingerprint(method: str, path: str, query: bytes, content_type: bytes, body: bytes) -> str:
-        """SHA-256 over method, path, query, content type and the body's own SHA-256."""
-        digest = hashlib.sha256()
-        digest.update(
+        """SHA-256 over method, path, query, content type and body.
+
+        None of the first four can hold a newline (HTTP forbids it), so the
+        newline-joined prefix followed by the body is unambiguous.
+        """
+        digest = hashlib.sha256(
             b"%s\n%s\n%s\n%s\n"
             % (method.encode(), path.encode("utf-8", "surrogateescape"), query, content_type)
         )
-        digest.update(hashlib.sha256(body).digest())
+        digest.update(body)
         return digest.hexdigest()
 
     @staticmethod
     def record_key(principal: str | None, method: str, path: str, key: str) -> str:
         """Records are per principal, method and path: one client never sees another's."""
+        found = _SCOPES.get((principal, method, path))
+        if found is not None:
+            return f"http:{found}:{key}"
         scope = hashlib.sha256(
             b"%s\n%s\n%s"
             % (
@@ -300,6 +337,9 @@ class IdempotencyCore:
                 path.encode("utf-8", "surrogateescape"),
             )
         ).hexdigest()[:32]
+        if len(_SCOPES) >= _SCOPES_MAX:
+            _SCOPES.clear()
+        _SCOPES[(principal, method, path)] = scope
         return f"http:{scope}:{key}"
 
     # -- taking the lease -----------------------------------------------------------------

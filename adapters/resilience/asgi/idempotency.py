@@ -10,6 +10,7 @@ the shared rules and ``docs/idempotency.md``.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from resilience.asgi._asgi import ASGIApp, Message, Receive, Scope, Send, send_problem
 from resilience.clock import Clock
@@ -36,12 +37,13 @@ class _Recorder:
     """Forwards the response and keeps a copy (up to ``limit`` bytes of body)."""
 
     __slots__ = ("_send", "chunks", "complete", "headers", "limit", "size", "status", "truncated")
+    headers: Any
 
     def __init__(self, send: Send, limit: int) -> None:
         self._send = send
         self.limit = limit
         self.status = 0
-        self.headers: list[tuple[bytes, bytes]] = []
+        self.headers = []
         self.chunks: list[bytes] = []
         self.size = 0
         self.truncated = False
@@ -51,7 +53,7 @@ class _Recorder:
         kind = message["type"]
         if kind == _START:
             self.status = message["status"]
-            self.headers = [(bytes(n), bytes(v)) for n, v in message.get("headers", ())]
+            self.headers = message.get("headers", [])
         elif kind == _BODY:
             chunk = message.get("body", b"")
             if chunk and not self.truncated:
@@ -60,7 +62,7 @@ class _Recorder:
                     self.truncated = True
                     self.chunks = []
                 else:
-                    self.chunks.append(bytes(chunk))
+                    self.chunks.append(chunk)
             if not message.get("more_body", False):
                 self.complete = True
         await self._send(message)  # recorded first: a response the client missed is still kept
