@@ -160,13 +160,15 @@ class Idempotent(Policy):
 
     def _target(self, fn: Callable[..., Any]) -> tuple[str, bool]:
         """The record namespace for ``fn`` and whether its first argument is ``self``."""
-        found = self._bound.get(fn)
+        inner = getattr(fn, "__func__", fn)  # a bound method: cache by its function, not instance
+        found = self._bound.get(inner)
         if found is None:
-            inner = getattr(fn, "__func__", fn)
             space = self.name or f"{getattr(inner, '__module__', '?')}.{inner.__qualname__}"
-            found = (space, _skips_self(inner) and not hasattr(fn, "__self__"))
+            found = (space, _skips_self(inner))
             if len(self._bound) < 1024:
-                self._bound[fn] = found
+                self._bound[inner] = found
+        if found[1] and inner is not fn:  # bound: ``self`` is not among the arguments
+            return found[0], False
         return found
 
     def _prepare(

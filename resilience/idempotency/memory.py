@@ -10,6 +10,11 @@ records; if none can go, the completed record that was stored first is
 dropped (its key would run again on a retry: size ``max_keys`` above the
 keys one ``ttl`` sees).  A running record is never dropped: when every
 record is running, a new key raises :class:`~resilience.errors.StoreFull`.
+
+Why not ``cachetools.TTLCache`` (DESIGN.md names it for age-based eviction):
+when full it evicts the least recently used entry whatever it holds, and a
+running record must never go (its key would run a second time while the
+first owner still runs).  Two dicts keep that rule at dict speed.
 """
 
 from __future__ import annotations

@@ -25,8 +25,14 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final
 
 from resilience.clock import Clock, resolve_clock
-from resilience.errors import StoreUnavailable
-from resilience.events import EventBus, IdempotencyConflict, IdempotentReplay, default_bus
+from resilience.errors import StoreError
+from resilience.events import (
+    EventBus,
+    IdempotencyConflict,
+    IdempotentReplay,
+    StoreFailed,
+    default_bus,
+)
 from resilience.idempotency.decorator import default_store
 from resilience.idempotency.record import (
     ACQUIRED,
@@ -362,7 +368,8 @@ class IdempotencyCore:
                     found = store.begin(key, fp, token, self.lease, now)
                 else:
                     found = await store.abegin(key, fp, token, self.lease, now)
-            except StoreUnavailable:
+            except StoreError as exc:  # outage (fail_closed) or a memory store full of leases
+                self._store_failed("begin", exc, "refused")
                 return self.unavailable(), ""
             status = found.status
             if status is ACQUIRED:
@@ -433,8 +440,14 @@ class IdempotencyCore:
                 store.complete(key, token, payload, self.ttl, now)
             else:
                 await store.acomplete(key, token, payload, self.ttl, now)
-        except Exception:  # the response is already on its way: report, never raise
+        except Exception as exc:  # the response is already on its way: report, never raise
             lease.failures += 1
+            self._store_failed("release" if payload is None else "complete", exc, "dropped")
+
+    def _store_failed(self, operation: str, exc: Exception, action: str) -> None:
+        bus = self._events
+        if bus.sinks:
+            bus.emit(StoreFailed(self.name, operation, f"{type(exc).__name__}: {exc}", action))
 
 
 async def _asleep(clock: Clock, seconds: float) -> None:

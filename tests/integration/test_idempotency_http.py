@@ -424,3 +424,16 @@ async def test_aiohttp_client_sees_the_same_replay(serve: Serve) -> None:
     assert (
         bodies[0][:2] == bodies[1][:2] and bodies[1][2] == "true" and probe.runs == {"/charge": 1}
     )
+
+
+async def test_a_store_full_of_leases_is_503_not_500(serve: Serve) -> None:
+    async with serve(store=MemoryIdempotencyStore(max_keys=1)) as (url, probe):
+        async with httpx.AsyncClient() as client:
+            first = asyncio.create_task(client.post(f"{url}/slow", content=b"x", headers=key("a")))
+            await asyncio.wait_for(probe.entered.wait(), 10)
+            is_problem(await client.post(f"{url}/charge", content=b"x", headers=key("b")), 503)
+            probe.gate.set()
+            assert (await first).status_code == 201
+            ok = await client.post(f"{url}/charge", content=b"x", headers=key("b"))
+            assert ok.status_code == 201  # the completed record made room
+    assert probe.runs == {"/slow": 1, "/charge": 1}

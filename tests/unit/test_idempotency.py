@@ -627,3 +627,16 @@ def test_default_fingerprint_is_stable_and_refuses_unknown_types() -> None:
     assert default_fingerprint((b"ab",), {}) != default_fingerprint(("ab",), {})
     with pytest.raises(TypeError, match="fingerprint="):
         default_fingerprint((object(),), {})
+
+
+def test_policy_call_with_bound_methods_caches_by_function() -> None:
+    calls = []
+
+    class Handler:
+        def handle(self, n: int) -> int:
+            calls.append(n)
+            return n
+
+    policy = idempotent(MemoryIdempotencyStore(), key=lambda n: str(n), events=EventBus())
+    assert [policy.call(Handler().handle, 1) for _ in range(50)] == [1] * 50
+    assert calls == [1] and len(policy._bound) == 1
