@@ -68,7 +68,7 @@ def test_crashed_process_lease_expires_and_late_completion_is_refused(tmp_path: 
 
 def check_crash_recovery(spec: procs.Spec, tmp_path: Path) -> None:
     effects = str(tmp_path / "effects.log")
-    lease = 1.0
+    lease = 2.0
     ctx = multiprocessing.get_context("spawn")
     inside = ctx.Event()
     owner = ctx.Process(target=procs.hold_lease_forever, args=(spec, effects, lease, inside))
@@ -90,7 +90,7 @@ def check_crash_recovery(spec: procs.Spec, tmp_path: Path) -> None:
                                       _now(store))  # fmt: skip
             return {"charged": amount}
 
-        time.sleep(lease * 1.5)
+        time.sleep(lease * 1.25)
         with pytest.raises(IdempotencyInProgress):
             charge(10)  # the owner is alive and renewing: its lease outlived `lease`
         os.kill(owner.pid or 0, signal.SIGKILL)

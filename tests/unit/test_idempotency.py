@@ -448,7 +448,7 @@ def test_live_owner_renews_its_lease() -> None:
     inside = threading.Event()
     leave = threading.Event()
 
-    @idempotent(store, key=lambda: "k", lease=0.3)
+    @idempotent(store, key=lambda: "k", lease=0.6)
     def slow() -> str:
         inside.set()
         assert leave.wait(10)
@@ -458,7 +458,7 @@ def test_live_owner_renews_its_lease() -> None:
     owner.start()
     assert inside.wait(10)
     try:
-        for _ in range(10):  # 1 s: over three leases; still in progress every time
+        for _ in range(15):  # 1.5 s: over two leases; still in progress every time
             time.sleep(0.1)
             with pytest.raises(IdempotencyInProgress):
                 slow()
@@ -471,7 +471,7 @@ def test_live_owner_renews_its_lease() -> None:
 def test_live_async_owner_renews_its_lease() -> None:
     store = MemoryIdempotencyStore()
 
-    @idempotent(store, key=lambda leave: "k", fingerprint=lambda leave: "", lease=0.3)
+    @idempotent(store, key=lambda leave: "k", fingerprint=lambda leave: "", lease=0.6)
     async def slow(leave: asyncio.Event) -> str:
         await leave.wait()
         return "done"
@@ -480,7 +480,7 @@ def test_live_async_owner_renews_its_lease() -> None:
         leave = asyncio.Event()
         task = asyncio.create_task(slow(leave))
         await asyncio.sleep(0.01)
-        for _ in range(10):
+        for _ in range(15):  # 1.5 s: over two leases
             await asyncio.sleep(0.1)
             with pytest.raises(IdempotencyInProgress):
                 await slow(leave)
