@@ -269,3 +269,20 @@ def test_each_transition_is_one_transaction(tmp_path: Path) -> None:
     for store in stores:
         store.close()
     assert sorted(claims) == ["acquired", "in_progress"]
+
+
+def test_expired_rows_are_deleted_as_new_keys_arrive(tmp_path: Path) -> None:
+    store = SQLiteIdempotencyStore(tmp_path / "idem.db", clock="client")
+
+    def rows() -> int:
+        return int(store._conn().execute("SELECT COUNT(*) FROM idempotency_records").fetchone()[0])
+
+    for i in range(100):
+        assert store.begin(f"old{i}", "f", "t", 1.0, 0.0).status == "acquired"
+        assert store.complete(f"old{i}", "t", b"v", 5.0, 0.0)
+    assert rows() == 100
+    for i in range(64):  # one purge batch runs every 64 new keys
+        store.begin(f"new{i}", "f", "t", 1.0, 10.0)
+    assert rows() == 64  # the 100 expired records are gone
+    assert store.purge(20.0) == 64 and rows() == 0
+    store.close()
