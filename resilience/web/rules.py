@@ -143,8 +143,7 @@ class RouteTable:
                 return None
             found = built.get(id(lim))
             if found is None:
-                algorithm = lim.algorithm
-                found = RateLimitHeaders(lim.name, algorithm.limit, algorithm.period, style)
+                found = RateLimitHeaders.for_algorithm(lim.name, lim.algorithm, style)
                 built[id(lim)] = found
             return found
 
