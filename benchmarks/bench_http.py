@@ -217,8 +217,16 @@ def servers(
         for server, variant in variants:
             port = _free_port()
             proc = subprocess.Popen(
-                [sys.executable, "-m", "benchmarks.bench_http", "--serve", server, variant,
-                 "--port", str(port)],
+                [
+                    sys.executable,
+                    "-m",
+                    "benchmarks.bench_http",
+                    "--serve",
+                    server,
+                    variant,
+                    "--port",
+                    str(port),
+                ],
                 cwd=root,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
@@ -339,8 +347,10 @@ def run() -> list[Row]:
         }
         if name == "ours-ietf":
             bar = BARS[server]
-            row[f"bar >= {bar:.2f}x"] = "PASS" if min(ratio, cpu_ratio) >= bar else (
-                "PASS (CPU)" if cpu_ratio >= bar else "FAIL"
+            row[f"bar >= {bar:.2f}x"] = (
+                "PASS"
+                if min(ratio, cpu_ratio) >= bar
+                else ("PASS (CPU)" if cpu_ratio >= bar else "FAIL")
             )
         rows.append(row)
     rows.append(

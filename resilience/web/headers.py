@@ -193,7 +193,7 @@ class RateLimitHeaders:
         headers: list[tuple[str, str]] = []
         if self._ietf:
             headers.append(("RateLimit-Policy", self._policy))
-            headers.append(("RateLimit", "%s;r=%d;t=%d" % (self._name, remaining, reset)))
+            headers.append(("RateLimit", f"{self._name};r={remaining};t={reset}"))
         if self._legacy:
             headers.append(("X-RateLimit-Limit", str(self.quota)))
             headers.append(("X-RateLimit-Remaining", str(remaining)))

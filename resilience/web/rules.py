@@ -23,11 +23,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from resilience.ratelimit.algorithms.base import check_cost
+from resilience.ratelimit.decision import Decision
 from resilience.ratelimit.limiter import RateLimiter
 from resilience.web.headers import HeaderStyle, RateLimitHeaders, check_style
 from resilience.web.keys import RequestKey, as_key
 from resilience.web.limiting import supports_refund
-from resilience.web.problem import rate_limited_body
+from resilience.web.problem import rate_limited_body, store_full_body
 
 __all__ = ["Route", "RouteTable", "Rule", "compile_path"]
 
@@ -91,6 +92,8 @@ class Route:
         "body",
         "cost",
         "cost_fn",
+        "decide_now",
+        "full_body",
         "headers",
         "key",
         "key_scope",
@@ -102,6 +105,10 @@ class Route:
         self, limiter: RateLimiter, key: RequestKey, cost: Cost, headers: RateLimitHeaders | None
     ) -> None:
         self.limiter = limiter
+        # In-process limiters decide synchronously: no coroutine to create and await.
+        self.decide_now: Callable[[str, float], Decision] | None = (
+            limiter.try_acquire if limiter.in_process else None
+        )
         self.key = key
         self.key_scope = key.from_scope
         if callable(cost):
@@ -113,6 +120,7 @@ class Route:
         self.headers = headers
         self.body = rate_limited_body(limiter.name)
         self.never_body = rate_limited_body(limiter.name, never=True)
+        self.full_body = store_full_body(limiter.name)
 
 
 class RouteTable:

@@ -92,7 +92,9 @@ def test_a_client_that_trusts_q_and_w_is_never_refused(
 @given(
     algorithm=algorithms(),
     start=st.floats(0.0, 1e6, allow_nan=False),
-    steps=st.lists(st.tuples(st.floats(0.0, 40.0, allow_nan=False), st.integers(1, 5)), max_size=30),
+    steps=st.lists(
+        st.tuples(st.floats(0.0, 40.0, allow_nan=False), st.integers(1, 5)), max_size=30
+    ),
 )
 def test_t_never_exceeds_the_advertised_window(
     algorithm: Algorithm, start: float, steps: list[tuple[float, int]]

@@ -78,11 +78,15 @@ class _VirtualTime(Algorithm):
             return state, self.reject_forever(
                 int(burst - (state - now) / interval + _ROUND), state - now
             )
-        # ``state`` grew by repeated additions of ``interval``: up to ``burst`` roundings of
-        # its magnitude.  Without this slack a burst sent at one instant could lose its last
-        # request to float noise (GCRA(7, 0.1) admitted 6 at once).  Mirrored in the Lua.
-        allow_at = state - (burst - cost) * interval - (state if state > 0 else -state) * (
-            burst * _FLOAT_SLACK
+        # ``state`` grew by repeated additions of ``interval``: up to ``burst - 1`` roundings
+        # of its magnitude since the bucket was last full.  Without this slack a burst sent
+        # at one instant could lose its last request to float noise (GCRA(7, 0.1) admitted 6
+        # at once).  The slack is part of the threshold, so retry_after stays the exact
+        # shortest wait; it is zero for a burst of 1.  Mirrored in the Lua.
+        allow_at = (
+            state
+            - (burst - cost) * interval
+            - (state if state > 0 else -state) * ((burst - 1) * _FLOAT_SLACK)
         )
         if now >= allow_at:
             full_at = state + cost * interval

@@ -30,7 +30,7 @@ if cost > burst then
 end
 
 -- Slack for the roundings accumulated in state (see virtual_time.py, _FLOAT_SLACK).
-local allow_at = state - (burst - cost) * interval - math.abs(state) * (burst * 4.5e-16)
+local allow_at = state - (burst - cost) * interval - math.abs(state) * ((burst - 1) * 4.5e-16)
 if now >= allow_at then
   local full_at = state + cost * interval
   local remaining = trunc(burst - (full_at - now) / interval + 1e-9)
