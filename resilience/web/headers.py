@@ -160,6 +160,8 @@ class RateLimitHeaders:
         ``t`` is the effective window: the client gets no more than ``r`` in
         it.  A refusal whose wait is longer (a sliding counter's estimate can
         carry over) says so in ``Retry-After``, which the draft puts first.
+        The admitted case is inlined in :meth:`asgi` and :meth:`text` (the
+        per-request path); this is the general one.
         """
         remaining = decision[2] if decision[2] > 0 else 0
         if decision[0]:
@@ -176,28 +178,66 @@ class RateLimitHeaders:
 
     def asgi(self, decision: Decision) -> list[tuple[bytes, bytes]]:
         """The headers for an ASGI ``http.response.start`` message."""
-        remaining, reset = self._numbers(decision)
-        headers: list[tuple[bytes, bytes]] = []
+        if decision[0]:  # admitted: _numbers inlined (this runs on every request)
+            remaining = decision[2]
+            if remaining < 0:
+                remaining = 0
+            reset = decision[4]
+            if reset >= self.window:
+                seconds = self.window
+            elif reset > 0.0:
+                seconds = int(reset)
+                if seconds < reset:
+                    seconds += 1
+            else:
+                seconds = 0
+        else:
+            remaining, seconds = self._numbers(decision)
         if self._ietf:
-            headers.append((b"ratelimit-policy", self._policy_b))
-            headers.append((b"ratelimit", b"%s;r=%d;t=%d" % (self._name_b, remaining, reset)))
+            headers = [
+                (b"ratelimit-policy", self._policy_b),
+                (b"ratelimit", b"%s;r=%d;t=%d" % (self._name_b, remaining, seconds)),
+            ]
+            if not self._legacy:
+                return headers
+        else:
+            headers = []
         if self._legacy:
             headers.append((b"x-ratelimit-limit", self._limit_b))
             headers.append((b"x-ratelimit-remaining", b"%d" % remaining))
-            headers.append((b"x-ratelimit-reset", b"%d" % reset))
+            headers.append((b"x-ratelimit-reset", b"%d" % seconds))
         return headers
 
     def text(self, decision: Decision) -> list[tuple[str, str]]:
         """The same headers as text (aiohttp and other frameworks)."""
-        remaining, reset = self._numbers(decision)
-        headers: list[tuple[str, str]] = []
+        if decision[0]:  # admitted: _numbers inlined, as in asgi()
+            remaining = decision[2]
+            if remaining < 0:
+                remaining = 0
+            reset = decision[4]
+            if reset >= self.window:
+                seconds = self.window
+            elif reset > 0.0:
+                seconds = int(reset)
+                if seconds < reset:
+                    seconds += 1
+            else:
+                seconds = 0
+        else:
+            remaining, seconds = self._numbers(decision)
         if self._ietf:
-            headers.append(("RateLimit-Policy", self._policy))
-            headers.append(("RateLimit", f"{self._name};r={remaining};t={reset}"))
+            headers = [
+                ("RateLimit-Policy", self._policy),
+                ("RateLimit", f"{self._name};r={remaining};t={seconds}"),
+            ]
+            if not self._legacy:
+                return headers
+        else:
+            headers = []
         if self._legacy:
             headers.append(("X-RateLimit-Limit", str(self.quota)))
             headers.append(("X-RateLimit-Remaining", str(remaining)))
-            headers.append(("X-RateLimit-Reset", str(reset)))
+            headers.append(("X-RateLimit-Reset", str(seconds)))
         return headers
 
     def __repr__(self) -> str:

@@ -26,7 +26,7 @@ from resilience.ratelimit.algorithms.base import check_cost
 from resilience.ratelimit.decision import Decision
 from resilience.ratelimit.limiter import RateLimiter
 from resilience.web.headers import HeaderStyle, RateLimitHeaders, check_style
-from resilience.web.keys import RequestKey, as_key
+from resilience.web.keys import ClientIP, RequestKey, as_key
 from resilience.web.limiting import supports_refund
 from resilience.web.problem import rate_limited_body, store_full_body
 
@@ -99,6 +99,7 @@ class Route:
         "key_scope",
         "limiter",
         "never_body",
+        "peer_only",
     )
 
     def __init__(
@@ -111,6 +112,9 @@ class Route:
         )
         self.key = key
         self.key_scope = key.from_scope
+        # client_ip() without trusted proxies reads no header: adapters can skip building
+        # a header lookup for it.
+        self.peer_only = type(key) is ClientIP and not key.trusted_proxies
         if callable(cost):
             self.cost: float = 1
             self.cost_fn: Callable[[Any], float] | None = cost

@@ -16,7 +16,7 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
-from resilience.aiohttp._common import header_lookup, problem_response
+from resilience.aiohttp._common import NO_HEADERS, header_lookup, problem_response
 from resilience.ratelimit.decision import Decision, StoreFullDecision
 from resilience.ratelimit.limiter import RateLimiter
 from resilience.web.headers import HeaderStyle, retry_after_seconds
@@ -61,7 +61,8 @@ def rate_limit_middleware(
             return await handler(request)
         lim = route.limiter
         try:
-            client = route.key.from_request(request, request.remote, header_lookup(request))
+            lookup = NO_HEADERS if route.peer_only else header_lookup(request)
+            client = route.key.from_request(request, request.remote, lookup)
             cost = route.cost if route.cost_fn is None else route.cost_fn(request)
             decide_now = route.decide_now
             decision = (

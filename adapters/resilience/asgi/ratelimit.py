@@ -11,8 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterable
 
 from resilience.asgi._asgi import (
+    START,
     ASGIApp,
     HeaderInjector,
+    Message,
     Receive,
     Scope,
     Send,
@@ -108,7 +110,15 @@ class RateLimitMiddleware:
             if headers is None:
                 await self.app(scope, receive, send)
                 return
-            await self.app(scope, receive, HeaderInjector(send, headers.asgi(decision)).send)
+            extra = headers.asgi(decision)
+
+            async def send_with_headers(message: Message) -> None:
+                # A closure, not a HeaderInjector: no __init__ frame on the hot path.
+                if message["type"] == START:
+                    message["headers"] = [*message.get("headers", ()), *extra]
+                await send(message)
+
+            await self.app(scope, receive, send_with_headers)
             return
         recorder = (
             StatusRecorder(send)
