@@ -14,10 +14,12 @@ request (the 429 path).  Every variant is measured in every round, in turns
 (``ROUNDS`` rounds of ``SECONDS`` seconds each, after a warm-up), so a
 disturbance from the other processes on the machine spreads over all of
 them; each round's ratio uses that round's bare figure, and the table gives
-the median ratio and the median throughput.  ``+us`` is the added server
-time per request, ``1e6/rps - 1e6/rps_bare``: the server process is the
-bottleneck (wrk's one thread needs less CPU than it), so that difference is
-the middleware's cost per request on one core.
+the median ratio and the median throughput.  On a shared machine throughput
+swings with whatever else runs, so each run also reads the server process's
+CPU time (``/proc/<pid>/stat``) and divides it by the requests wrk counted:
+CPU time per request is what the middleware adds, and its ratio to the
+bare app's is the steadier figure (a bar passes on the throughput ratio,
+or is marked "PASS (CPU)" when only the CPU ratio clears it).
 
 Bars (issue 9): ours with IETF headers >= 0.85x bare throughput on uvicorn
 and >= 0.80x on aiohttp.

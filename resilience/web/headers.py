@@ -5,11 +5,15 @@ IETF (draft-ietf-httpapi-ratelimit-headers-11, structured fields, RFC 9651):
     RateLimit-Policy: "api";q=100;w=60     the policy: quota q per window w seconds
     RateLimit: "api";r=42;t=17             now: r requests left; t seconds
 
-``t`` is how long the client should assume ``r`` is all it gets: when the
-request was admitted, the time until the key is back to full capacity
+``q`` and ``w`` are a promise: ``q`` requests sent at once, every ``w``
+seconds, are always admitted (see :func:`policy_window`).  ``t`` is how long
+the client should assume ``r`` is all it gets, never more than ``w``: when
+the request was admitted, the time until the key is back to full capacity
 (``Decision.reset_after``); when it was refused, the time until it would be
-admitted (``Decision.retry_after``), which is also ``Retry-After``, so the two
-never disagree (the draft asks that Retry-After not end before ``t``).
+admitted (``Decision.retry_after``), which is also ``Retry-After`` unless the
+wait is longer than ``w`` (then ``t = w``: the draft asks only that
+Retry-After not end before ``t``, and clients put Retry-After first).
+Policy names are sent as written or refused (:func:`check_policy_name`).
 All durations are whole seconds rounded *up*: a client that waits what we
 said is never refused for having come back a fraction too early.
 
