@@ -22,6 +22,7 @@ FORBIDDEN = {
     "uvicorn",
     "httpx",
     "litestar",
+    "opentelemetry",
 }
 
 
