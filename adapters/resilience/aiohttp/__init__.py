@@ -13,6 +13,7 @@ means the aiohttp package (imports are absolute).
 
 from resilience.aiohttp.breaker import circuit_breaker_middleware
 from resilience.aiohttp.bulkhead import bulkhead_middleware
+from resilience.aiohttp.logcontext import log_context_middleware
 from resilience.aiohttp.ratelimit import rate_limit_headers_hook, rate_limit_middleware
 from resilience.web.keys import RequestKey, client_ip, header, key_from
 from resilience.web.rules import Rule
@@ -25,6 +26,7 @@ __all__ = [
     "client_ip",
     "header",
     "key_from",
+    "log_context_middleware",
     "rate_limit_headers_hook",
     "rate_limit_middleware",
 ]

@@ -9,6 +9,7 @@ apps) and needs no dependency of its own.  See ``docs/web.md``.
 
 from resilience.asgi.breaker import CircuitBreakerMiddleware
 from resilience.asgi.bulkhead import BulkheadMiddleware
+from resilience.asgi.logcontext import LogContextMiddleware
 from resilience.asgi.ratelimit import RateLimitMiddleware
 from resilience.web.keys import RequestKey, client_ip, header, key_from
 from resilience.web.rules import Rule
@@ -16,6 +17,7 @@ from resilience.web.rules import Rule
 __all__ = [
     "BulkheadMiddleware",
     "CircuitBreakerMiddleware",
+    "LogContextMiddleware",
     "RateLimitMiddleware",
     "RequestKey",
     "Rule",
