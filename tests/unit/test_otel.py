@@ -124,7 +124,7 @@ async def test_instruments_match_what_happened() -> None:
 
 
 def test_span_events_on_the_current_span() -> None:
-    s = Setup()
+    s = Setup(min_level="debug")
     clock = FakeClock()
     limiter = RateLimiter(FixedWindow(1, 60.0), name="api", clock=clock, events=s.bus)
     breaker = CircuitBreaker("up", consecutive_failures=1, clock=clock, events=s.bus)
@@ -149,7 +149,18 @@ def test_span_events_on_the_current_span() -> None:
 
 
 def test_span_events_can_be_turned_off() -> None:
-    s = Setup(span_events=False, min_level="info")
+    s = Setup(span_events=False, min_level="debug")
+    limiter = RateLimiter(FixedWindow(1, 60.0), name="api", clock=FakeClock(), events=s.bus)
+    assert s.bus.wants(RateLimitExceeded)  # delivered, but no span event
+    with s.tracer.start_as_current_span("request"):
+        limiter.try_acquire()
+        limiter.try_acquire()
+    (span,) = s.exporter.get_finished_spans()
+    assert span.events == ()
+
+
+def test_default_level_builds_no_rejection_events() -> None:
+    s = Setup()
     limiter = RateLimiter(FixedWindow(1, 60.0), name="api", clock=FakeClock(), events=s.bus)
     assert not s.bus.wants(RateLimitExceeded)
     with s.tracer.start_as_current_span("request"):
@@ -157,6 +168,7 @@ def test_span_events_can_be_turned_off() -> None:
         limiter.try_acquire()
     (span,) = s.exporter.get_finished_spans()
     assert span.events == ()
+    assert limiter.tally.rejected == 1  # still counted, for resilience.decisions
 
 
 def test_bad_options_are_refused() -> None:
