@@ -4,7 +4,8 @@ Decisions are counted by each policy's ``Tally`` (always on: one integer
 increment per decision) and read by the exporters at scrape time, so
 attaching ``PrometheusSink`` or ``OtelSink`` should leave the allowed path
 unchanged; what they add is on the rare paths (rejections build an event only
-for a sink that wants debug level: ``OtelSink`` does, for span events) and in
+for a sink that wants debug level, such as ``OtelSink(min_level="debug")``
+for span events) and in
 ``timed()`` (two clock reads and a histogram observation per call).  Rows,
 interleaved with a bare call in one run:
 
@@ -81,8 +82,12 @@ def run() -> list[Row]:
         cases["limiter allowed, OtelSink"] = sync_case(
             limiter(otel_bus, allowed=True).try_acquire, "k"
         )
-        cases["limiter rejected, OtelSink (debug: event built, no span)"] = sync_case(
+        cases["limiter rejected, OtelSink (info: no event built)"] = sync_case(
             limiter(otel_bus, allowed=False).try_acquire, "k"
+        )
+        debug = OtelSink(MeterProvider(metric_readers=[InMemoryMetricReader()]), min_level="debug")
+        cases["limiter rejected, OtelSink(min_level=debug), no current span"] = sync_case(
+            limiter(EventBus([debug]), allowed=False).try_acquire, "k"
         )
         cases["timed() around a bare call, OTel histogram"] = sync_case(otel.timed("t").call, bare)
     results: dict[str, Timing] = {}
