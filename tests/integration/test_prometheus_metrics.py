@@ -189,6 +189,14 @@ async def test_scraped_metrics_match_the_traffic() -> None:
         == 3
     )
 
+    events = "resilience_events_total"
+    assert (
+        value(after, events, policy="upstream", kind="circuit_state_changed", outcome="open") == 1
+    )
+    assert value(after, events, policy="work-retry", kind="retry_scheduled", outcome="") == 6
+    # min_level="info": per-request rejections are counted by the tallies, not built as events.
+    assert not any(labels and ("kind", "rate_limited") in labels for _, labels in after)
+
     # No label carries a client key, a URL or an address.
     for _, labels in after:
         for _, label_value in labels:
