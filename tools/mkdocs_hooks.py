@@ -13,18 +13,21 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 MERGED = ROOT / "build" / "apisrc" / "resilience"
 
 
-def on_config(config: Any, **kwargs: Any) -> Any:
+def on_startup(command: str, dirty: bool) -> None:
+    """Before any plugin's ``on_config``: mkdocstrings drops search paths that do not exist."""
+    lay_out()
+
+
+def lay_out() -> None:
     shutil.rmtree(MERGED, ignore_errors=True)
     MERGED.mkdir(parents=True)
     for folder in (ROOT / "resilience", ROOT / "adapters" / "resilience"):
         _link_tree(folder, MERGED)
-    return config
 
 
 def _link_tree(source: Path, target: Path) -> None:
