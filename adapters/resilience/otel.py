@@ -60,7 +60,8 @@ EVENT_METRICS: dict[type[Event], Callable[[OtelSink, Any], None]] = {
         1, {"policy": e.policy, "from_state": e.old, "to_state": e.new}
     ),
     RetryScheduled: lambda sink, e: sink.retries.add(1, {"policy": e.policy}),
-    # Extension point: one line per event type.  Once issues 11 and 12 are merged:
+    # Extension point: one line per event type; the sink receives every type listed here,
+    # debug-level ones included (``wanted_types``).  Once issues 11 and 12 are merged:
     #   IdempotentReplay: lambda sink, e: sink.tracker.count("idempotency", e.policy, "replayed"),
     #   FailoverAttempt: lambda sink, e: sink.tracker.count("failover", e.policy, "failed_over"),
 }
@@ -154,6 +155,11 @@ class OtelSink:
                 unit="{call}",
                 description=text,
             )
+
+    @property
+    def wanted_types(self) -> frozenset[type[Event]]:
+        """The event types of :data:`EVENT_METRICS`, received whatever their level."""
+        return frozenset(EVENT_METRICS)
 
     def __call__(self, event: Event) -> None:
         self.events.add(1, {"policy": event.policy, "kind": event.kind})

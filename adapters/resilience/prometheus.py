@@ -60,7 +60,8 @@ DEFAULT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 EVENT_METRICS: dict[type[Event], Callable[[PrometheusSink, Any], None]] = {
     CircuitStateChanged: lambda sink, e: sink.transitions.labels(e.policy, e.old, e.new).inc(),
     RetryScheduled: lambda sink, e: sink.retries.labels(e.policy).inc(),
-    # Extension point: one line per event type.  Once issues 11 and 12 are merged:
+    # Extension point: one line per event type; the sink receives every type listed here,
+    # debug-level ones included (``wanted_types``).  Once issues 11 and 12 are merged:
     #   IdempotentReplay: lambda sink, e: sink.tracker.count("idempotency", e.policy, "replayed"),
     #   FailoverAttempt: lambda sink, e: sink.tracker.count("failover", e.policy, "failed_over"),
     #   FailoverSwitched: lambda sink, e: sink.tracker.count("failover", e.policy, "switched"),
@@ -138,6 +139,16 @@ class PrometheusSink:
             buckets=tuple(buckets),
         )
         registry.register(_PolicyCollector(self.tracker, namespace))
+
+    @property
+    def wanted_types(self) -> frozenset[type[Event]]:
+        """The event types of :data:`EVENT_METRICS`, received whatever their level.
+
+        So a per-request (debug) event added to the table, such as an
+        idempotent replay, reaches this sink without every other debug event
+        being built.  Read when the sink is added to a bus.
+        """
+        return frozenset(EVENT_METRICS)
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, CircuitStateChanged):
