@@ -25,6 +25,8 @@ __all__ = [
     "EventBus",
     "FailoverAttempt",
     "FailoverSwitched",
+    "IdempotencyConflict",
+    "IdempotentReplay",
     "RateLimitExceeded",
     "RetryScheduled",
     "Sink",
@@ -134,6 +136,25 @@ class FailoverSwitched(Event):
     reason: str
     level: ClassVar[str] = "warning"
     kind: ClassVar[str] = "failover_switched"
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotentReplay(Event):
+    """A call or request with a known idempotency key got the stored result without running."""
+
+    key: str
+    level: ClassVar[str] = "debug"  # per request
+    kind: ClassVar[str] = "idempotent_replay"
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyConflict(Event):
+    """An idempotency key was refused: ``reason`` is ``"in_progress"`` or ``"reused"``."""
+
+    key: str
+    reason: str
+    level: ClassVar[str] = "debug"  # per request: a client retrying in a loop must not flood logs
+    kind: ClassVar[str] = "idempotency_conflict"
 
 
 LEVELS: dict[str, int] = {"debug": 10, "info": 20, "warning": 30, "error": 40}

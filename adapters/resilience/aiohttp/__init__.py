@@ -1,4 +1,4 @@
-"""aiohttp middleware (rate limiting, load shedding, circuit breaking) and the failover client.
+"""aiohttp middleware (rate limits, shedding, breaking, idempotency) and the failover client.
 
 The same behaviour and options as ``resilience.asgi``, as aiohttp
 middlewares (``@web.middleware``, aiohttp 3.x).  See ``docs/web.md``.
@@ -19,6 +19,7 @@ from resilience.aiohttp.failover import (
     FailoverSnapshot,
     OriginStatus,
 )
+from resilience.aiohttp.idempotency import idempotency_middleware
 from resilience.aiohttp.ratelimit import rate_limit_headers_hook, rate_limit_middleware
 from resilience.aiohttp.valet import valet_key_handler
 from resilience.web.keys import RequestKey, client_ip, header, key_from
@@ -35,6 +36,7 @@ __all__ = [
     "circuit_breaker_middleware",
     "client_ip",
     "header",
+    "idempotency_middleware",
     "key_from",
     "rate_limit_headers_hook",
     "rate_limit_middleware",
