@@ -23,6 +23,7 @@ from resilience.aiohttp.idempotency import idempotency_middleware
 from resilience.aiohttp.ratelimit import rate_limit_headers_hook, rate_limit_middleware
 from resilience.aiohttp.valet import valet_key_handler
 from resilience.web.keys import RequestKey, client_ip, header, key_from
+from resilience.web.plans import PlanLimits
 from resilience.web.rules import Rule
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "FailoverError",
     "FailoverSnapshot",
     "OriginStatus",
+    "PlanLimits",
     "RequestKey",
     "Rule",
     "bulkhead_middleware",

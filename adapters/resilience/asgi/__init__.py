@@ -13,6 +13,7 @@ from resilience.asgi.idempotency import IdempotencyMiddleware
 from resilience.asgi.ratelimit import RateLimitMiddleware
 from resilience.asgi.valet import ValetKeyApp
 from resilience.web.keys import RequestKey, client_ip, header, key_from
+from resilience.web.plans import PlanLimits
 from resilience.web.rules import Rule
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "CircuitBreakerMiddleware",
     "IdempotencyMiddleware",
     "RateLimitMiddleware",
+    "PlanLimits",
     "RequestKey",
     "Rule",
     "ValetKeyApp",
