@@ -4,7 +4,7 @@ Request path, outermost first::
 
     RateLimitMiddleware(PlanLimits: free / paid, per API key)
       IdempotencyMiddleware(SQLiteIdempotencyStore in a temporary directory)
-        BulkheadMiddleware(12 in flight + a short queue)
+        BulkheadMiddleware(8 in flight + a short queue)
           Starlette: POST /charges, GET /balance
             FailoverClient(primary, secondary; a breaker per origin, a RetryBudget)
             ClaimCheck(FileBlobStore) for receipts over 16 KiB
@@ -101,8 +101,8 @@ def build_api(primary: str, secondary: str, workdir: Path, events: EventBus) -> 
             failure_rate_threshold=0.5,
             minimum_calls=8,
             window=CountWindow(20),
-            consecutive_failures=5,
-            open_duration=1.5,
+            consecutive_failures=3,
+            open_duration=1.0,
             half_open_max_calls=2,
             events=events,
         )
@@ -113,14 +113,14 @@ def build_api(primary: str, secondary: str, workdir: Path, events: EventBus) -> 
         secondary,
         attempt_timeout=0.7,
         health_interval=0.25,
-        unhealthy_after=2,
+        unhealthy_after=4,  # the breaker (3 in a row) reacts first; health checks confirm
         healthy_after=3,
         budget=RetryBudget(ratio=0.5, min_per_second=20.0, window=5.0),
         breakers=(breakers[0], breakers[1]),
         name="payments",
         events=events,
     )
-    bulkhead = Bulkhead("api", max_concurrent=12, max_queue=6, queue_timeout=0.2, events=events)
+    bulkhead = Bulkhead("api", max_concurrent=8, max_queue=4, queue_timeout=0.1, events=events)
     claim_check = ClaimCheck(
         FileBlobStore(workdir / "receipts", fsync=False),
         secrets.token_bytes(32),

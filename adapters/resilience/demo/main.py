@@ -26,6 +26,8 @@ def main(
     console = Console()
     if live is None:
         live = console.is_terminal and sys.stdout.isatty()
+    if not console.is_terminal:
+        console = Console(width=110)  # logs and CI: wide enough that tables do not wrap
     options = DemoOptions(duration=duration, seed=seed, live=live)
     try:
         result: DemoResult = asyncio.run(run(options, console))

@@ -8,6 +8,7 @@ bisections.
 from __future__ import annotations
 
 import bisect
+import math
 from collections import Counter
 from dataclasses import dataclass
 
@@ -43,7 +44,7 @@ def percentile(values: list[float], q: float) -> float:
     if not values:
         return 0.0
     ordered = sorted(values)
-    rank = max(0, min(len(ordered) - 1, round(q * len(ordered) + 0.5) - 1))
+    rank = max(0, min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1))
     return ordered[rank]
 
 
@@ -68,5 +69,6 @@ class Metrics:
         return Counter(sample.outcome for sample in self.window(start, end))
 
     def latencies(self, start: float, end: float) -> list[float]:
-        """Latencies of answered requests (timeouts say nothing about the server's speed)."""
-        return [s.latency for s in self.window(start, end) if s.outcome != "timeout"]
+        """Latencies of requests past the rate limiter (a 429 costs microseconds; a
+        timeout says nothing about the server's speed)."""
+        return [s.latency for s in self.window(start, end) if s.outcome not in ("429", "timeout")]

@@ -47,7 +47,7 @@ def plot_timeline(result: DemoResult, path: str | Path) -> Path:
         fontsize=10,
     )
     for when, text in result.changes:
-        if text.startswith("phase "):
+        if text.startswith("phase ") and not text.startswith("phase calm-2"):
             rates.annotate(
                 text.split(":")[0].removeprefix("phase "),
                 (max(0.0, when), 1.0),

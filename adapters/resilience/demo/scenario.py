@@ -87,8 +87,10 @@ class Scenario:
             return Fault("down", 0.0)
         if health_check:  # a partial failure: the load balancer's probe still passes
             return Fault("ok", 0.002)
-        if name == "latency" and rng.random() < 0.35:
-            return Fault("slow", 0.9 + 0.6 * rng.random())
+        if name == "latency" and rng.random() < 0.45:
+            if rng.random() < 0.5:  # slow but within the API's attempt timeout (0.7 s)
+                return Fault("slow", 0.55 + 0.12 * rng.random())
+            return Fault("slow", 0.9 + 0.5 * rng.random())  # past it: the API fails over
         if name == "errors" and rng.random() < 0.85:
             return Fault("error", 0.005)
         return Fault("ok", 0.004 + 0.010 * rng.random())

@@ -27,7 +27,7 @@ __all__ = ["Payment", "Traffic"]
 
 POST_TIMEOUT = 0.5  # seconds: shorter than a slow charge, so clients do time out and retry
 GET_TIMEOUT = 2.0
-ABUSIVE_LOOPS = 6
+ABUSIVE_LOOPS = 4
 
 
 @dataclass
@@ -72,9 +72,10 @@ class Traffic:
                 self._browse("paid-di", 8.0),
                 self._pay("free-ana", 1.4),
                 self._pay("free-bo", 1.6),
-                self._pay("paid-cy", 0.35),
-                self._pay("paid-cy", 0.45, lane=2),
-                self._pay("paid-di", 0.4),
+                self._pay("paid-cy", 0.3),
+                self._pay("paid-cy", 0.3, lane=2),
+                self._pay("paid-di", 0.3),
+                self._pay("paid-di", 0.3, lane=2),
                 *(self._abuse("free-mallory", lane) for lane in range(ABUSIVE_LOOPS)),
             ]
             async with asyncio.TaskGroup() as group:
@@ -86,7 +87,7 @@ class Traffic:
 
     async def _request(
         self, client: str, method: str, path: str, timeout: float, **options: object
-    ) -> tuple[str, int, float]:
+    ) -> tuple[str, float, float]:
         """One request: ``(outcome, Retry-After seconds or 0, latency)``; recorded in metrics."""
         assert self._session is not None
         headers = {"X-API-Key": client, **options.pop("headers", {})}  # type: ignore[dict-item]

@@ -102,7 +102,8 @@ def judge(
         Check(
             "no payment charged twice",
             v.charges == v.distinct_keys,
-            f"charges executed {v.charges} == distinct idempotency keys {v.distinct_keys}",
+            f"charges executed {v.charges} {'==' if v.charges == v.distinct_keys else '!='} "
+            f"distinct idempotency keys {v.distinct_keys}",
         ),
         Check(
             "every confirmed payment charged exactly once",

@@ -145,21 +145,19 @@ def render_summary(
     v = verdict
     origins = ", ".join(f"{k} {n}" for k, n in sorted(ledger.served.items()))
     console.print(
-        f"payments: {v.payments} sent, {v.confirmed} confirmed "
-        f"({v.replayed} confirmed by a replayed response), {v.retried} needed a retry\n"
+        f"payments: {v.payments} sent with an Idempotency-Key, {v.confirmed} confirmed, "
+        f"{v.retried} needed a retry; the API answered {v.replayed} retries from its "
+        f"idempotency records (SQLite) instead of charging again\n"
         f"provider: {v.received} charge requests reached the origins, {v.charges} charges "
-        f"executed; requests served per origin: {origins}\n"
-        f"receipts: {v.tickets} large ones travelled as claim-check tickets",
+        f"executed (the rest were duplicates answered from its records, or 503s);\n"
+        f"          requests served per origin: {origins}\n"
+        f"receipts: {v.tickets} large receipts travelled as claim-check tickets",
         highlight=False,
     )
-    verdict_table = Table(title="verdict", title_justify="left", show_header=False)
-    verdict_table.add_column()
-    verdict_table.add_column()
-    verdict_table.add_column()
+    console.print("verdict, from the payments origins' own ledger:", highlight=False)
     for check in v.checks:
-        mark = Text("PASS", style="green") if check.ok else Text("FAIL", style="bold red")
-        verdict_table.add_row(mark, check.name, check.detail)
-    console.print(verdict_table)
+        mark = "[green]PASS[/green]" if check.ok else "[bold red]FAIL[/bold red]"
+        console.print(f"  {mark}  {check.name}: {check.detail}", highlight=False, soft_wrap=True)
     if v.passed:
         console.print("[bold green]verdict: PASS[/bold green]")
     else:
