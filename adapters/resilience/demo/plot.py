@@ -28,7 +28,7 @@ def plot_timeline(result: DemoResult, path: str | Path) -> Path:
     ticks = [tick for tick in result.ticks if tick.t >= 0]
     times = [tick.t for tick in ticks]
     figure, (rates, latency, states) = plt.subplots(
-        3, 1, figsize=(11, 7.5), sharex=True, gridspec_kw={"height_ratios": [3, 1.4, 1.6]}
+        3, 1, figsize=(12.5, 7.5), sharex=True, gridspec_kw={"height_ratios": [3, 1.4, 1.6]}
     )
     for axis in (rates, latency, states):
         _shade_phases(axis, result)
@@ -37,7 +37,7 @@ def plot_timeline(result: DemoResult, path: str | Path) -> Path:
         times, stacks, labels=list(SHOWN), colors=[_colour(COLOURS[n]) for n in SHOWN], alpha=0.85
     )
     rates.set_ylabel("requests / s")
-    rates.legend(loc="upper right", ncol=4, fontsize=8)
+    rates.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
     verdict = "PASS" if result.verdict.passed else "FAIL"
     v = result.verdict
     rates.set_title(
@@ -60,12 +60,12 @@ def plot_timeline(result: DemoResult, path: str | Path) -> Path:
     latency.plot(times, [t.p99 * 1000 for t in ticks], label="p99", color="#d62728")
     latency.set_yscale("symlog", linthresh=10)
     latency.set_ylabel("latency ms")
-    latency.legend(loc="upper right", fontsize=8)
+    latency.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
     states.step(
         times,
         [BREAKER_LEVEL.get(t.breaker, 0.0) for t in ticks],
         where="post",
-        label="primary breaker (0 closed, 0.5 half-open, 1 open)",
+        label="primary breaker\n(0 closed, 0.5 half-open,\n1 open)",
         color="#d62728",
     )
     states.step(
@@ -85,7 +85,7 @@ def plot_timeline(result: DemoResult, path: str | Path) -> Path:
     )
     states.set_ylim(-0.1, 1.25)
     states.set_xlabel("seconds")
-    states.legend(loc="upper right", fontsize=7, ncol=3)
+    states.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
     figure.tight_layout()
     out = Path(path)
     figure.savefig(out, dpi=110)

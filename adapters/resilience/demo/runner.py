@@ -221,7 +221,7 @@ async def _monitor(
         current = scenario.phase_at(t)
         if current.name != phase and t < scenario.duration:
             phase = current.name
-            changes.pending.append((t, f"phase {phase}: {current.story}"))
+            changes.pending.append((current.start, f"phase {phase}: {current.story}"))
         for when, text in sorted(changes.pending):
             log.append((when, text))
             view.log(max(0.0, when), text)

@@ -88,7 +88,7 @@ def judge(
         received=sum(ledger.received.values()),
         payments=len(payments),
         confirmed=len(confirmed),
-        replayed=sum(p.replayed for p in confirmed),
+        replayed=sum(s.outcome == "replayed" for s in metrics.samples),
         retried=sum(p.attempts > 1 for p in payments.values()),
         served_in_outage=in_outage,
         abusive_sent_share=abusive_sent / max(1, len(metrics.samples)),

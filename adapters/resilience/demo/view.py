@@ -128,7 +128,12 @@ def render_summary(
     console: Console, metrics: Metrics, ledger: Ledger, verdict: Verdict, clients: list[str]
 ) -> None:
     """The per-client table, the provider's ledger and the verdict."""
-    table = Table(title="what each client got", title_justify="left")
+    table = Table(
+        title="what each client got",
+        title_justify="left",
+        caption=f"{ABUSIVE} is the abusive client; replayed: a stored answer to a retried POST",
+        caption_justify="left",
+    )
     table.add_column("client")
     for name in ("sent", *OUTCOMES):
         table.add_column(name, justify="right")
@@ -136,24 +141,22 @@ def render_summary(
     for sample in metrics.samples:
         per_client.setdefault(sample.client, Counter())[sample.outcome] += 1
     for name, counts in per_client.items():
-        label = f"{name} (abusive)" if name == ABUSIVE else name
-        row = [label, str(sum(counts.values()))]
+        row = [name, str(sum(counts.values()))]
         row += [str(counts.get(outcome, 0)) for outcome in OUTCOMES]
         table.add_row(*row)
     console.print(table)
 
     v = verdict
     origins = ", ".join(f"{k} {n}" for k, n in sorted(ledger.served.items()))
-    console.print(
-        f"payments: {v.payments} sent with an Idempotency-Key, {v.confirmed} confirmed, "
-        f"{v.retried} needed a retry; the API answered {v.replayed} retries from its "
-        f"idempotency records (SQLite) instead of charging again\n"
-        f"provider: {v.received} charge requests reached the origins, {v.charges} charges "
-        f"executed (the rest were duplicates answered from its records, or 503s);\n"
-        f"          requests served per origin: {origins}\n"
-        f"receipts: {v.tickets} large receipts travelled as claim-check tickets",
-        highlight=False,
-    )
+    lines = [
+        f"payments  {v.payments} sent with an Idempotency-Key, {v.confirmed} confirmed, "
+        f"{v.retried} retried with the same key",
+        f"api       {v.replayed} retries answered from its idempotency records (SQLite)",
+        f"provider  {v.received} charge requests reached the origins, {v.charges} executed",
+        f"origins   requests served: {origins}",
+        f"receipts  {v.tickets} large receipts travelled as claim-check tickets",
+    ]
+    console.print("\n".join(lines), highlight=False, soft_wrap=True)
     console.print("verdict, from the payments origins' own ledger:", highlight=False)
     for check in v.checks:
         mark = "[green]PASS[/green]" if check.ok else "[bold red]FAIL[/bold red]"
