@@ -12,6 +12,11 @@ transitions, one atomic step each, so the stores agree call for call (a
 differential test proves it).  Time is whatever ``now`` the store uses (the
 caller's clock, the wall clock or Redis ``TIME``); nothing here reads a clock.
 
+Every transition may be sent twice with the same arguments (a remote store
+resends after a lost reply): a second ``begin`` with the holder's own token
+is acquired again, a second ``complete`` / ``release`` / ``renew`` finds the
+work done and answers False, and nothing changes twice.
+
 The token is unique per lease (:func:`new_token`), not a per-key counter: a record
 that expired and was forgotten cannot hand a later owner the token an earlier
 one still holds, so a late completion is always refused.
@@ -130,6 +135,8 @@ def begin(
         return CLAIM_REUSED, None
     if current.done:
         return Claim(REPLAY, current.result), None
+    if current.token == token:  # a resend of this very call (its reply was lost): still ours
+        return CLAIM_ACQUIRED, Record(False, fingerprint, token, now + lease)
     return Claim(IN_PROGRESS, None, current.expires - now), None
 
 

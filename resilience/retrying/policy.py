@@ -61,7 +61,14 @@ DEFAULT_BACKOFF: Final = Backoff(initial=0.1, maximum=10.0, multiplier=2.0, jitt
 
 
 class _RetryAfterWait(wait_base):
-    """The backoff delay, raised to what the failure asked for (capped)."""
+    """The backoff delay, raised to what the failure asked for.
+
+    Never sooner than asked: a wait longer than ``max_retry_after`` is not cut
+    down to the cap (that would call back hours early, into a server that said
+    it is down for hours), it is infinite, so ``_stop_never_ready`` gives up at
+    once: the original error propagates (retrying on a result, that result
+    is returned).
+    """
 
     def __init__(
         self, backoff: wait_base, max_retry_after: float, wall_time: Callable[[], float]
@@ -79,9 +86,9 @@ class _RetryAfterWait(wait_base):
         if exc is not None:
             asked = retry_after_of(exc, self.wall_time)
             if asked is not None:
-                if asked == math.inf:
-                    return math.inf  # "never": _stop_never_ready gives up
-                delay = max(delay, min(asked, self.max_retry_after))
+                if asked > self.max_retry_after:  # math.inf ("never") included
+                    return math.inf
+                delay = max(delay, asked)
         return delay
 
 
@@ -158,6 +165,7 @@ class Retry(Policy):
         "_needs_start",
         "_now",
         "_on",
+        "_wall_time",
         "attempts",
         "backoff",
         "budget",
@@ -214,6 +222,8 @@ class Retry(Policy):
         self._on = self.on
         self._budget = budget
         self._needs_start = self.deadline is not None
+        wall = getattr(self._clock, "time", None)
+        self._wall_time: Callable[[], float] = wall if callable(wall) else time.time
         self._engine = self._build_engine()
 
     def _build_engine(self) -> tenacity.Retrying:
@@ -226,9 +236,7 @@ class Retry(Policy):
             stops.append(_stop_budget_spent(self.budget))  # last: it spends a token
         wait: wait_base = wait_none() if self.backoff is None else _as_wait(self.backoff)
         if self.respect_retry_after:
-            wall = getattr(self._clock, "time", None)
-            wall_time = wall if callable(wall) else time.time
-            wait = _RetryAfterWait(wait, self.max_retry_after, wall_time)
+            wait = _RetryAfterWait(wait, self.max_retry_after, self._wall_time)
         never = NEVER_RETRIED
         on = self.on
 
@@ -337,7 +345,7 @@ class Retry(Policy):
                 if engine.iter_state.stop_run_result:
                     exc.add_note(
                         f"{self.name}: gave up after {state.attempt_number} attempt(s), "
-                        f"{state.idle_for:.3f}s asleep"
+                        f"{state.idle_for:.3f}s asleep{self._why_not_later(exc, state)}"
                     )
                 raise
             if not isinstance(action, tenacity.DoSleep):
@@ -357,6 +365,28 @@ class Retry(Policy):
                 state.set_exception(sys.exc_info())  # type: ignore[arg-type]
             else:
                 state.set_result(result)
+
+    def _why_not_later(self, exc: BaseException, state: tenacity.RetryCallState) -> str:
+        """Why a failure that asked for a wait was not retried after it (for the note)."""
+        if not self.respect_retry_after:
+            return ""
+        asked = retry_after_of(exc, self._wall_time)
+        if asked is None:
+            return ""
+        if asked > self.max_retry_after:
+            return (
+                f"; it asked to retry after {asked:g}s, more than "
+                f"max_retry_after={self.max_retry_after:g}s (a retry is never sooner than asked)"
+            )
+        elapsed = state.seconds_since_start
+        if self.deadline is not None and elapsed is not None:
+            left = self.deadline - elapsed
+            if asked >= left:
+                return (
+                    f"; it asked to retry after {asked:g}s, "
+                    f"past the deadline ({max(left, 0.0):.3f}s left)"
+                )
+        return ""
 
     def __repr__(self) -> str:
         return (
@@ -405,12 +435,16 @@ def retry(
     call, sleeps included, from the first attempt's start.  ``budget`` is a
     :class:`RetryBudget` shared with other policies.  With
     ``respect_retry_after`` a failure's ``retry_after`` (or its HTTP
-    ``Retry-After`` header) raises the sleep, capped at ``max_retry_after``;
-    a ``retry_after`` of ``math.inf`` ends the retries.  On giving up the last
-    exception is re-raised with a note saying how many attempts were made.
+    ``Retry-After`` header) raises the sleep: a retry is never sooner than
+    asked.  A wait longer than ``max_retry_after`` (or ``math.inf``), or one
+    that would end past the ``deadline``, ends the retries at once.  On giving
+    up the last exception is re-raised with a note saying how many attempts
+    were made and, when a requested wait stopped them, why.
     ``retry_if_result(result) -> bool`` also retries a call that *returned*
     something unwanted (an HTTP 503, say; its ``Retry-After`` header is
-    honoured like an exception's); out of attempts, the last result is returned.
+    honoured like an exception's, and a wait too long for the cap or the
+    deadline returns that result at once); out of attempts, the last result
+    is returned.
     """
     return Retry(
         attempts=attempts,

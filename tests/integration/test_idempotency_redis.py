@@ -249,3 +249,25 @@ def test_options_are_validated(redis_url: str) -> None:
     with pytest.raises(ValueError, match="either"):
         RedisIdempotencyStore(client, store=RedisStore(client))
     client.close()
+
+
+def test_a_connection_dropped_while_idle_loses_no_transition(
+    fresh_redis_server: RedisServer,
+) -> None:
+    """After a restart, the store's idle connection is dead: its next call fails and is
+    sent again on a fresh one (every transition is safe to repeat), never lost."""
+    store = RedisIdempotencyStore.from_url(fresh_redis_server.url, timeout=2.0, events=EventBus())
+    runs: list[str] = []
+
+    @idempotent(store, key=lambda k: k, events=EventBus())
+    def charge(k: str) -> str:
+        runs.append(k)
+        return k
+
+    assert charge("before") == "before"  # leaves an idle connection behind
+    fresh_redis_server.kill()
+    fresh_redis_server.start()
+    assert charge("after") == "after"
+    assert charge("after") == "after"  # completed: replayed, not stuck in progress
+    assert runs == ["before", "after"] and store.resent >= 1
+    store.close()

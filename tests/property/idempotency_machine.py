@@ -98,6 +98,22 @@ class IdempotencyStoreMachine(RuleBasedStateMachine):
             assert claim.retry_after == current.expires - self.now
 
     @rule(key=st.sampled_from(KEYS), index=st.integers(-1, 3), lease=DURATIONS)
+    def begin_again(self, key: str, index: int, lease: float) -> None:
+        """A resent begin (its reply was lost): the holder's own token acquires again."""
+        token = self.pick_token(key, index)
+        record = self.live(key)
+        if record is None:
+            return  # an absent key: plain begin covers it
+        claim = self.store.begin(key, record.fingerprint, token, lease, self.now)
+        if record.done:
+            assert (claim.status, claim.result) == ("replay", record.result), claim
+        elif record.token == token:
+            assert claim.status == "acquired", claim
+            record.expires = self.now + lease
+        else:
+            assert claim.status == "in_progress", claim
+
+    @rule(key=st.sampled_from(KEYS), index=st.integers(-1, 3), lease=DURATIONS)
     def renew(self, key: str, index: int, lease: float) -> None:
         token = self.pick_token(key, index)
         record = self.owned(key, token)

@@ -331,16 +331,68 @@ def test_retry_after_never_lowers_the_backoff() -> None:
     assert clock.sleeps == [1.0, 2.0]
 
 
-def test_huge_retry_after_is_capped() -> None:
+def test_retry_after_beyond_the_cap_gives_up_at_once() -> None:
+    """Never sooner than asked: a wait over max_retry_after ends the retries, it is not cut."""
+    clock = FakeClock()
+    flaky = Flaky(2, Throttled(1_000_000))
+    with pytest.raises(Throttled) as info:
+        quiet(attempts=3, backoff=NO_JITTER, clock=clock, max_retry_after=30.0).call(flaky)
+    assert flaky.calls == 1
+    assert clock.sleeps == []
+    assert any("max_retry_after" in note for note in info.value.__notes__)
+    clock = FakeClock()
+    header = Flaky(1, HTTPError({"Retry-After": "1000000"}))
+    with pytest.raises(HTTPError):
+        quiet(attempts=2, backoff=NO_JITTER, clock=clock).call(header)
+    assert header.calls == 1
+    assert clock.sleeps == []
+
+
+def test_retry_after_at_the_cap_is_honoured() -> None:
     clock = FakeClock()
     r = quiet(attempts=3, backoff=NO_JITTER, clock=clock, max_retry_after=30.0)
-    r.call(Flaky(2, Throttled(1_000_000)))
+    assert r.call(Flaky(2, Throttled(30))) == "ok"
     assert clock.sleeps == [30.0, 30.0]
+
+
+def _server_asks_ten_hours() -> tuple[Retry, FakeClock, Flaky]:
+    """The reported case: Retry-After: 36000 under retry(attempts=3, deadline=120)."""
     clock = FakeClock()
-    quiet(attempts=2, backoff=NO_JITTER, clock=clock).call(
-        Flaky(1, HTTPError({"Retry-After": "1000000"}))
-    )
-    assert clock.sleeps == [60.0]
+    policy = quiet(attempts=3, deadline=120, respect_retry_after=True, clock=clock)
+    return policy, clock, Flaky(2, HTTPError({"Retry-After": "36000"}))
+
+
+def test_retry_after_of_hours_is_not_retried_after_the_cap_sync() -> None:
+    policy, clock, flaky = _server_asks_ten_hours()
+    with pytest.raises(HTTPError) as info:
+        policy.call(flaky)
+    assert flaky.calls == 1  # no second call 60 s later, ten hours early
+    assert clock.sleeps == []
+    assert clock.monotonic() == 0.0
+    assert info.value is flaky.error  # the original error, unchanged
+
+
+async def test_retry_after_of_hours_is_not_retried_after_the_cap_async() -> None:
+    policy, clock, flaky = _server_asks_ten_hours()
+    with pytest.raises(HTTPError) as info:
+        await policy.acall(flaky.acall)
+    assert flaky.calls == 1
+    assert clock.sleeps == []
+    assert info.value is flaky.error
+
+
+def test_retry_after_within_cap_but_past_the_remaining_deadline_gives_up() -> None:
+    clock = FakeClock()
+    durations = iter([70.0, 0.0])
+
+    def slow_then_throttled() -> str:
+        clock.advance(next(durations))
+        raise Throttled(55)  # 55 <= max_retry_after, but only 50 s of the deadline are left
+
+    with pytest.raises(Throttled) as info:
+        quiet(attempts=3, deadline=120, clock=clock).call(slow_then_throttled)
+    assert clock.sleeps == []
+    assert any("deadline" in note for note in info.value.__notes__)
 
 
 def test_retry_after_header_seconds_and_http_date() -> None:
@@ -546,3 +598,23 @@ def test_retry_if_result_still_retries_exceptions_and_validates() -> None:
     assert policy.call(fn).status == 200
     with pytest.raises(ValueError, match="retry_if_result"):
         retry(retry_if_result=42)  # type: ignore[arg-type]
+
+
+def test_retry_if_result_never_sooner_than_the_reply_asked() -> None:
+    """A 503 asking for ten hours is returned at once, not called again after the cap."""
+    from resilience import retry
+    from resilience.testing import FakeClock
+
+    clock = FakeClock()
+    calls = []
+
+    def fn() -> _Reply:
+        calls.append(1)
+        return _Reply(503, "36000")
+
+    policy = retry(
+        attempts=3, deadline=120, clock=clock, retry_if_result=lambda r: r.status == 503
+    )
+    assert policy.call(fn).headers == {"Retry-After": "36000"}
+    assert len(calls) == 1
+    assert clock.sleeps == []

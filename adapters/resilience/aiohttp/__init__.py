@@ -1,4 +1,4 @@
-"""aiohttp middleware (rate limits, shedding, breaking, idempotency) and the failover client.
+"""aiohttp middleware (rate limiting, shedding, circuit breaking, idempotency), failover client.
 
 The same behaviour and options as ``resilience.asgi``, as aiohttp
 middlewares (``@web.middleware``, aiohttp 3.x).  See ``docs/web.md``.

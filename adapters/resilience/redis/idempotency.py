@@ -16,6 +16,11 @@ duplicated charge cannot be undone.  ``"fail_open"`` runs the call
 unprotected instead.  Either way the failure is counted and emitted as
 ``StoreFailed``.  Renewals, completions and releases that fail are
 reported to the caller, which never re-raises them (the call already ran).
+
+A transition that fails is sent once more (on a fresh connection): each is
+safe to repeat with the same token, and a completion lost to a connection
+the server dropped while idle would otherwise leave its key in progress
+until the lease ran out, and then run it again.
 """
 
 from __future__ import annotations
@@ -119,6 +124,7 @@ class RedisIdempotencyStore:
         self.max_key_length = max_key_length
         self.events = default_bus if events is None else events
         self.store_errors = 0
+        self.resent = 0  # transitions sent a second time after a failure
         self._server_clock = store.clock == "server"
         margin = _number(float(math.ceil(store.ttl_margin * 1000)))
         self._calls = {op: Call(script, (margin,)) for op, script in _SCRIPTS.items()}
@@ -160,7 +166,15 @@ class RedisIdempotencyStore:
                 "RedisIdempotencyStore has only an asyncio client: use async code, or pass a "
                 "redis.Redis as client and the asyncio one as async_client"
             )
-        return run(self._calls[op], self._key(key), self._clock(now), arg)
+        call, packed, clock = self._calls[op], self._key(key), self._clock(now)
+        try:
+            return run(call, packed, clock, arg)
+        except StoreUnavailable:
+            # Once more, on a fresh connection (one the server dropped while idle, say
+            # after a restart, fails its next call).  Every transition is safe to send
+            # twice (resilience.idempotency.record), so a lost reply costs nothing.
+            self.resent += 1
+            return run(call, packed, clock, arg)
 
     async def _arun(self, op: str, key: str, now: float, arg: bytes) -> Any:
         run = self.store.run_async
@@ -169,7 +183,12 @@ class RedisIdempotencyStore:
                 "RedisIdempotencyStore has only a sync client: pass a redis.asyncio.Redis as "
                 "async_client"
             )
-        return await run(self._calls[op], self._key(key), self._clock(now), arg)
+        call, packed, clock = self._calls[op], self._key(key), self._clock(now)
+        try:
+            return await run(call, packed, clock, arg)
+        except StoreUnavailable:
+            self.resent += 1  # see _run
+            return await run(call, packed, clock, arg)
 
     def _failed(self, exc: StoreUnavailable, operation: str, action: str) -> None:
         self.store_errors += 1

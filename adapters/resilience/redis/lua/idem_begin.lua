@@ -15,4 +15,9 @@ end
 if cur.done then
   return { 'replay', redis.call('HGET', key, 'r') }
 end
+if cur.token == token then -- a resend of this very call (its reply was lost): still ours
+  redis.call('HSET', key, 'e', num(now + lease))
+  redis.call('PEXPIRE', key, ttl_ms(lease, margin))
+  return { 'acquired' }
+end
 return { 'in_progress', num(cur.expires - now) }
