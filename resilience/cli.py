@@ -156,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _seconds(text: str) -> float:
+def _demo_seconds(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
@@ -180,7 +180,7 @@ def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         ),
     )
     demo.add_argument(
-        "--duration", type=_seconds, default=20.0, metavar="SECONDS",
+        "--duration", type=_demo_seconds, default=20.0, metavar="SECONDS",
         help="seconds of traffic (default: 20; the whole run takes about 6 s more)",
     )  # fmt: skip
     demo.add_argument(
