@@ -210,7 +210,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # argparse reports usage errors (and --help) by exiting
         return exc.code if isinstance(exc.code, int) else 2
     if args.command == "demo":
-        return _demo(args, args.subparser)
+        try:
+            return _demo(args, args.subparser)
+        except SystemExit as exc:  # a usage error found after parsing (--plot, the extra)
+            return exc.code if isinstance(exc.code, int) else 2
     if args.command == "replay":
         try:
             return _replay(args, args.subparser)
