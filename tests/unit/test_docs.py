@@ -20,6 +20,7 @@ PAGES = [
     "docs/circuit-breaker.md",
     "docs/claim-check.md",
     "docs/failover.md",
+    "docs/demo.md",
 ]
 BLOCK = re.compile(r"```python\n(.*?)```", re.DOTALL)
 
