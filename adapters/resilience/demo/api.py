@@ -158,7 +158,10 @@ def build_api(primary: str, secondary: str, workdir: Path, events: EventBus) -> 
         except (TimeoutError, aiohttp.ClientError, ResilienceError) as exc:
             return _problem(503, "Payments unavailable", type(exc).__name__, "payments")
         receipt = charge.pop("receipt").encode()
-        envelope = await claim_check.acheck_in(receipt)
+        try:
+            envelope = await claim_check.acheck_in(receipt)
+        except OSError as exc:  # the receipt store failed: the charge stands, retry for it
+            return _problem(503, "Receipt store unavailable", type(exc).__name__, "receipts")
         raw = bytes(envelope)
         if envelope.ticket is not None:  # a large receipt: the client gets a signed ticket
             api.tickets.append((raw, hashlib.sha256(receipt).hexdigest()))
