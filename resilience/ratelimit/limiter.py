@@ -19,7 +19,7 @@ from resilience.errors import RateLimited, StoreError, StoreFull
 from resilience.events import EventBus, RateLimitExceeded, StoreFailed, default_bus
 from resilience.policy import CALL, Policy, Steps, drive_async, drive_sync
 from resilience.ratelimit.algorithms.base import Algorithm, check_cost, check_period
-from resilience.ratelimit.decision import Decision
+from resilience.ratelimit.decision import Decision, StoreFullDecision
 from resilience.stores.base import RateLimitStore
 from resilience.stores.memory import MemoryStore, MemoryTable
 
@@ -89,6 +89,9 @@ class RateLimiter(Policy):
         # A memory table answers synchronously: calling it directly from atry_acquire
         # saves creating and awaiting a coroutine per decision (~200 ns).
         self._adecide = None if isinstance(self._table, MemoryTable) else self._table.adecide
+        self.in_process: bool = self._adecide is None
+        """Whether decisions are made in this process (a memory store): ``try_acquire``
+        then never waits on I/O, and async callers may call it directly."""
         if isinstance(self._table, MemoryTable):
             # Shadow the method with the fused closure: same behaviour, one call level.
             vars(self)["try_acquire"] = self._table.bind_try_acquire(
@@ -258,7 +261,7 @@ class RateLimiter(Policy):
         limit = self.algorithm.limit
         if self.on_store_full == "admit":
             return Decision(True, limit, limit, 0.0, 0.0)
-        return Decision(False, limit, 0, max(exc.retry_after, 0.001), 0.0)
+        return StoreFullDecision(False, limit, 0, max(exc.retry_after, 0.001), 0.0)
 
     def _count_store_error(self, exc: BaseException, action: str) -> None:
         self.store_errors += 1

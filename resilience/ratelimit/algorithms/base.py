@@ -106,6 +106,15 @@ class Algorithm(ABC):
     def capacity(self) -> float:
         """The largest cost a single request can ever be admitted with."""
 
+    @property
+    def horizon(self) -> float:
+        """Seconds after which a key that spent its whole capacity at once is full again.
+
+        What a client can plan on: ``capacity`` at once, every ``horizon``
+        seconds, is always admitted (the RateLimit-Policy header's window).
+        """
+        return self.period
+
     @abstractmethod
     def decide(self, state: Any, now: float, cost: float) -> tuple[Any, Decision]:
         """Return the new state (``None``: nothing to store) and the decision."""

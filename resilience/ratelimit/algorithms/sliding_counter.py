@@ -70,6 +70,11 @@ class SlidingWindowCounter(Algorithm):
     def capacity(self) -> float:
         return self.limit
 
+    @property
+    def horizon(self) -> float:
+        """The period plus one sub-bucket: the weighted sub-bucket is remembered that long."""
+        return self.period + self._width
+
     def params(self) -> dict[str, object]:
         return {"limit": self.limit, "period": self.period, "buckets": self.buckets}
 

@@ -32,6 +32,7 @@ _new = tuple.__new__  # builds a Decision without the NamedTuple __new__ wrapper
 __all__ = ["GCRA", "LeakyBucket", "TokenBucket"]
 
 _ROUND = 1e-9  # tolerance when flooring the informational ``remaining`` count
+_FLOAT_SLACK = 4.5e-16  # two float roundings per addition, relative to the state's magnitude
 
 
 class _VirtualTime(Algorithm):
@@ -55,6 +56,11 @@ class _VirtualTime(Algorithm):
         return self._burst
 
     @property
+    def horizon(self) -> float:
+        """The time to refill the whole bucket (``capacity`` emission intervals)."""
+        return self._burst * self._interval
+
+    @property
     def interval(self) -> float:
         """Seconds per unit of cost (the emission interval)."""
         return self._interval
@@ -72,7 +78,16 @@ class _VirtualTime(Algorithm):
             return state, self.reject_forever(
                 int(burst - (state - now) / interval + _ROUND), state - now
             )
-        allow_at = state - (burst - cost) * interval
+        # ``state`` grew by repeated additions of ``interval``: up to ``burst - 1`` roundings
+        # of its magnitude since the bucket was last full.  Without this slack a burst sent
+        # at one instant could lose its last request to float noise (GCRA(7, 0.1) admitted 6
+        # at once).  The slack is part of the threshold, so retry_after stays the exact
+        # shortest wait; it is zero for a burst of 1.  Mirrored in the Lua.
+        allow_at = (
+            state
+            - (burst - cost) * interval
+            - (state if state > 0 else -state) * ((burst - 1) * _FLOAT_SLACK)
+        )
         if now >= allow_at:
             full_at = state + cost * interval
             remaining = int(burst - (full_at - now) / interval + _ROUND)

@@ -29,7 +29,8 @@ if cost > burst then
   return reply(0, trunc(burst - (state - now) / interval + 1e-9), INF, state - now, 0)
 end
 
-local allow_at = state - (burst - cost) * interval
+-- Slack for the roundings accumulated in state (see virtual_time.py, _FLOAT_SLACK).
+local allow_at = state - (burst - cost) * interval - math.abs(state) * ((burst - 1) * 4.5e-16)
 if now >= allow_at then
   local full_at = state + cost * interval
   local remaining = trunc(burst - (full_at - now) / interval + 1e-9)
