@@ -73,13 +73,12 @@ def plan_of(scope: Any) -> str | None:
 class Api:
     """The app and the parts the live view reads."""
 
-    app: Any
     failover: FailoverClient
     bulkhead: Bulkhead
     claim_check: ClaimCheck
     idempotency_store: SQLiteIdempotencyStore
+    app: Any = None  # the ASGI app, middleware included
     tickets: list[tuple[bytes, str]] = field(default_factory=list)  # (envelope, receipt sha256)
-    upstream_busy: int = 0
 
 
 def _problem(status: int, title: str, detail: str, policy: str) -> Response:
@@ -128,7 +127,7 @@ def build_api(primary: str, secondary: str, workdir: Path, events: EventBus) -> 
         events=events,
     )
     store = SQLiteIdempotencyStore(workdir / "idempotency.sqlite3")
-    api = Api(Starlette(), failover, bulkhead, claim_check, store)
+    api = Api(failover, bulkhead, claim_check, store)
 
     async def charges(request: Request) -> Response:
         try:
@@ -148,7 +147,6 @@ def build_api(primary: str, secondary: str, workdir: Path, events: EventBus) -> 
                 headers={"Idempotency-Key": upstream_key},
             ) as resp:
                 if resp.status == 409:  # the provider still runs this charge: come back
-                    api.upstream_busy += 1
                     return _problem(503, "Payment in progress", "retry shortly", "payments")
                 if resp.status != 201:
                     return _problem(

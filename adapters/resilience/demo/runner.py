@@ -22,7 +22,7 @@ from typing import Any
 import uvicorn
 from rich.console import Console
 
-from resilience.demo.api import ACCOUNTS, build_api
+from resilience.demo.api import ACCOUNTS, Api, build_api
 from resilience.demo.metrics import OUTCOMES, Metrics, percentile
 from resilience.demo.origins import Ledger, Origin, start_origin
 from resilience.demo.scenario import Scenario
@@ -35,6 +35,7 @@ from resilience.idempotency import MemoryIdempotencyStore
 __all__ = ["DemoOptions", "DemoResult", "run"]
 
 TICK = 0.25  # seconds between looks at the system
+CLIENTS = [*ACCOUNTS]
 STARTUP_TIMEOUT = 10.0
 
 
@@ -207,7 +208,7 @@ async def _run(options: DemoOptions, console: Console, workdir: Path) -> DemoRes
 
 async def _monitor(
     scenario: Scenario,
-    api: Any,
+    api: Api,
     metrics: Metrics,
     now: _Clock,
     changes: _StateChanges,
@@ -244,6 +245,3 @@ async def _monitor(
         ticks.append(tick)
         view.show(tick)
         await asyncio.sleep(TICK)
-
-
-CLIENTS = [*ACCOUNTS]

@@ -86,11 +86,19 @@ class Traffic:
         return random.Random(f"{self.seed}-{client}-{lane}")
 
     async def _request(
-        self, client: str, method: str, path: str, timeout: float, **options: object
+        self,
+        client: str,
+        method: str,
+        path: str,
+        timeout: float,
+        payload: dict[str, int] | None = None,
+        key: str | None = None,
     ) -> tuple[str, float, float]:
         """One request: ``(outcome, Retry-After seconds or 0, latency)``; recorded in metrics."""
         assert self._session is not None
-        headers = {"X-API-Key": client, **options.pop("headers", {})}  # type: ignore[dict-item]
+        headers = {"X-API-Key": client}
+        if key is not None:
+            headers["Idempotency-Key"] = key
         started = self.now()
         retry_after = 0.0
         try:
@@ -98,8 +106,8 @@ class Traffic:
                 method,
                 path,
                 headers=headers,
+                json=payload,
                 timeout=aiohttp.ClientTimeout(total=timeout),
-                **options,  # type: ignore[arg-type]
             ) as resp:
                 await resp.read()
                 outcome = classify(resp.status, resp.headers.get("Idempotent-Replayed") == "true")
@@ -151,8 +159,8 @@ class Traffic:
                 "POST",
                 "/charges",
                 POST_TIMEOUT,
-                json={"amount": payment.amount},
-                headers={"Idempotency-Key": payment.key},
+                payload={"amount": payment.amount},
+                key=payment.key,
             )
             if outcome in ("2xx", "replayed"):
                 payment.confirmed = True
