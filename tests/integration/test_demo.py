@@ -68,6 +68,9 @@ def test_demo_headless_verdict_holds_and_everything_is_released(tmp_path: Path) 
     assert "0 responses 5xx other than 503" in output
     assert re.search(r"t=\s*\d+\.\ds phase=outage .* active=secondary", output), output
     assert re.search(r"breaker payments\.primary: closed -> open", output), output
+    # per-plan limits: each client's answers named its plan's policy
+    assert re.search(r"free-mallory .*\"free\";q=\d+;w=\d+", output), output
+    assert re.search(r"paid-cy .*\"paid\";q=\d+;w=\d+", output), output
     served = re.search(r"(\d+) requests answered 2xx between", output)
     assert served is not None and int(served.group(1)) > 0
     assert plot.stat().st_size > 10_000 and plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

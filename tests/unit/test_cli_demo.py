@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -31,3 +33,16 @@ def test_plot_into_a_missing_directory_is_refused_before_the_run(
 ) -> None:
     assert main(["demo", "--plot", str(tmp_path / "nowhere" / "t.png")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_without_the_demo_extra_the_command_says_what_to_install() -> None:
+    blocked = "import sys; sys.modules['uvicorn'] = None; from resilience.cli import main; "
+    done = subprocess.run(
+        [sys.executable, "-c", blocked + "sys.exit(main(['demo']))"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "pip install 'resilience-patterns[demo]'" in done.stderr
+    assert "uvicorn" in done.stderr and "Traceback" not in done.stderr

@@ -34,7 +34,7 @@ def main(
     except KeyboardInterrupt:
         console.print("resilience demo: interrupted; everything it started is stopped")
         return 130
-    render_summary(console, result.metrics, result.ledger, result.verdict, CLIENTS)
+    render_summary(console, result.metrics, result.ledger, result.verdict, CLIENTS, result.policies)
     if plot:
         from resilience.demo.plot import plot_timeline
 

@@ -53,6 +53,7 @@ class DemoResult:
     verdict: Verdict
     metrics: Metrics
     ledger: Ledger
+    policies: dict[str, str]
     ticks: list[Tick] = field(default_factory=list)
     changes: list[tuple[float, str]] = field(default_factory=list)
 
@@ -203,7 +204,7 @@ async def _run(options: DemoOptions, console: Console, workdir: Path) -> DemoRes
     verdict = judge(
         ledger, traffic.payments, metrics, scenario.phase("outage"), len(api.tickets), intact
     )
-    return DemoResult(scenario, verdict, metrics, ledger, ticks, log)
+    return DemoResult(scenario, verdict, metrics, ledger, traffic.policies, ticks, log)
 
 
 async def _monitor(

@@ -59,6 +59,7 @@ class Traffic:
         self.deadline = duration + grace  # payers keep retrying unfinished payments until then
         self.seed = seed
         self.payments: dict[str, Payment] = {}
+        self.policies: dict[str, str] = {}  # client -> the RateLimit-Policy its answers carried
         self._session: aiohttp.ClientSession | None = None
 
     async def run(self) -> None:
@@ -111,6 +112,9 @@ class Traffic:
             ) as resp:
                 await resp.read()
                 outcome = classify(resp.status, resp.headers.get("Idempotent-Replayed") == "true")
+                policy = resp.headers.get("RateLimit-Policy")
+                if policy is not None:
+                    self.policies.setdefault(client, policy)
                 value = resp.headers.get("Retry-After", "")
                 retry_after = float(value) if value.isdigit() else 0.0
         except (TimeoutError, aiohttp.ClientError):

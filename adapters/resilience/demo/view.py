@@ -125,7 +125,12 @@ class LiveView:
 
 
 def render_summary(
-    console: Console, metrics: Metrics, ledger: Ledger, verdict: Verdict, clients: list[str]
+    console: Console,
+    metrics: Metrics,
+    ledger: Ledger,
+    verdict: Verdict,
+    clients: list[str],
+    policies: dict[str, str],
 ) -> None:
     """The per-client table, the provider's ledger and the verdict."""
     table = Table(
@@ -137,12 +142,14 @@ def render_summary(
     table.add_column("client")
     for name in ("sent", *OUTCOMES):
         table.add_column(name, justify="right")
+    table.add_column("RateLimit-Policy")
     per_client: dict[str, Counter[str]] = {name: Counter() for name in clients}
     for sample in metrics.samples:
         per_client.setdefault(sample.client, Counter())[sample.outcome] += 1
     for name, counts in per_client.items():
         row = [name, str(sum(counts.values()))]
         row += [str(counts.get(outcome, 0)) for outcome in OUTCOMES]
+        row.append(policies.get(name, ""))
         table.add_row(*row)
     console.print(table)
 
