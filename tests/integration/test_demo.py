@@ -78,7 +78,8 @@ def test_demo_headless_verdict_holds_and_everything_is_released(tmp_path: Path) 
 
 
 @pytest.mark.slow
-def test_ctrl_c_stops_everything_it_started() -> None:
+@pytest.mark.parametrize(("signum", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_ctrl_c_or_sigterm_stops_everything_it_started(signum: int, status: int) -> None:
     process = _start("--duration", "30", "--seed", "3")
     lines: list[str] = []
     try:
@@ -89,13 +90,13 @@ def test_ctrl_c_stops_everything_it_started() -> None:
             if line.startswith("t=") and "phase=calm" in line and "2xx=0/s" not in line:
                 break
             assert time.monotonic() < deadline, "".join(lines)
-        os.killpg(process.pid, signal.SIGINT)
+        os.killpg(process.pid, signum)
         rest, _ = process.communicate(timeout=20)
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
     output = "".join(lines) + rest
-    assert process.returncode == 130, output
-    assert "interrupted" in output and "Traceback" not in output
+    assert process.returncode == status, output
+    assert "everything it started is stopped" in output and "Traceback" not in output
     _assert_released(process, output)

@@ -19,7 +19,7 @@ def main(
     plot: str | None = None,
     live: bool | None = None,
 ) -> int:
-    """Run the demo; 0 when the verdict holds, 1 when it fails, 130 on Ctrl-C.
+    """Run the demo; 0 when the verdict holds, 1 when it fails, 130 on Ctrl-C, 143 on SIGTERM.
 
     ``live=None`` picks the dashboard on a terminal and plain progress lines otherwise.
     """
@@ -34,6 +34,9 @@ def main(
     except KeyboardInterrupt:
         console.print("resilience demo: interrupted; everything it started is stopped")
         return 130
+    except asyncio.CancelledError:  # SIGTERM cancels the run the same way
+        console.print("resilience demo: terminated; everything it started is stopped")
+        return 143
     render_summary(console, result.metrics, result.ledger, result.verdict, CLIENTS, result.policies)
     if plot:
         from resilience.demo.plot import plot_timeline
