@@ -50,6 +50,8 @@ class Ledger:
 
 @dataclass
 class Origin:
+    """One origin being served; ``close()`` stops it and releases its port."""
+
     name: str
     url: str
     runner: web.AppRunner
