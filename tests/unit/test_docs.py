@@ -27,6 +27,7 @@ PAGES = [
     "docs/observability.md",
     "docs/choosing-a-store.md",
     "docs/migration.md",
+    "docs/demo.md",
 ]
 BLOCK = re.compile(r"```python\n(.*?)```", re.DOTALL)
 

@@ -14,6 +14,7 @@ from resilience.asgi.logcontext import LogContextMiddleware
 from resilience.asgi.ratelimit import RateLimitMiddleware
 from resilience.asgi.valet import ValetKeyApp
 from resilience.web.keys import RequestKey, client_ip, header, key_from
+from resilience.web.plans import PlanLimits
 from resilience.web.rules import Rule
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "IdempotencyMiddleware",
     "LogContextMiddleware",
     "RateLimitMiddleware",
+    "PlanLimits",
     "RequestKey",
     "Rule",
     "ValetKeyApp",
