@@ -28,6 +28,7 @@ frameworks; everything constant per policy is computed once.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any, Literal
 
 from resilience.ratelimit.decision import Decision
@@ -44,6 +45,14 @@ __all__ = [
 
 HeaderStyle = Literal["ietf", "legacy", "both"] | None
 STYLES = ("ietf", "legacy", "both", None)
+TEXT_NAMES = (
+    "RateLimit-Policy",
+    "RateLimit",
+    "X-RateLimit-Limit",
+    "X-RateLimit-Remaining",
+    "X-RateLimit-Reset",
+)
+"""Header names as :meth:`RateLimitHeaders.text` writes them (ASGI gets them lower-case)."""
 
 
 def check_style(value: object, field: str = "headers") -> HeaderStyle:
@@ -112,12 +121,15 @@ class RateLimitHeaders:
 
     __slots__ = (
         "_ietf",
+        "_ietf_only",
         "_legacy",
         "_limit_b",
-        "_name",
-        "_name_b",
-        "_policy",
+        "_limit_t",
+        "_name_t",
+        "_names",
         "_policy_b",
+        "_policy_t",
+        "_value_b",
         "name",
         "quota",
         "style",
@@ -133,21 +145,37 @@ class RateLimitHeaders:
         *,
         capacity: float | None = None,
         horizon: float | None = None,
+        header_name: Callable[[str], str] = str,
     ) -> None:
         self.name = name
         self.style = check_style(style)
         self._ietf = style in ("ietf", "both")
         self._legacy = style in ("legacy", "both")
+        self._ietf_only = style == "ietf"
         quoted = sf_string(name)
         self.quota, self.window = policy_window(limit, period, capacity, horizon)
-        self._name = quoted
-        self._name_b = quoted.encode("ascii")
-        self._policy = f"{quoted};q={self.quota};w={self.window}"
-        self._policy_b = self._policy.encode("ascii")
-        self._limit_b = str(self.quota).encode("ascii")
+        # Everything constant per policy is built once: the RateLimit-Policy field whole
+        # (name and value), the RateLimit value's bytes as one %-format (text uses an
+        # f-string, faster there), the legacy limit field.
+        policy = f"{quoted};q={self.quota};w={self.window}"
+        self._policy_b = (b"ratelimit-policy", policy.encode("ascii"))
+        self._value_b = quoted.encode("ascii") + b";r=%d;t=%d"
+        self._limit_b = (b"x-ratelimit-limit", str(self.quota).encode("ascii"))
+        # Text names through ``header_name`` (aiohttp passes multidict's istr, whose case
+        # folding is then done once here rather than on every response).
+        self._names = tuple(map(header_name, TEXT_NAMES))
+        self._policy_t = (self._names[0], policy)
+        self._name_t = quoted
+        self._limit_t = (self._names[2], str(self.quota))
 
     @classmethod
-    def for_algorithm(cls, name: str, algorithm: Any, style: HeaderStyle) -> RateLimitHeaders:
+    def for_algorithm(
+        cls,
+        name: str,
+        algorithm: Any,
+        style: HeaderStyle,
+        header_name: Callable[[str], str] = str,
+    ) -> RateLimitHeaders:
         """The headers of a limiter's algorithm (its limit, period, capacity and horizon)."""
         return cls(
             name,
@@ -156,6 +184,7 @@ class RateLimitHeaders:
             style,
             capacity=getattr(algorithm, "capacity", None),
             horizon=getattr(algorithm, "horizon", None),
+            header_name=header_name,
         )
 
     def _numbers(self, decision: Decision) -> tuple[int, int]:
@@ -197,19 +226,18 @@ class RateLimitHeaders:
                 seconds = 0
         else:
             remaining, seconds = self._numbers(decision)
-        if self._ietf:
-            headers = [
-                (b"ratelimit-policy", self._policy_b),
-                (b"ratelimit", b"%s;r=%d;t=%d" % (self._name_b, remaining, seconds)),
-            ]
-            if not self._legacy:
-                return headers
-        else:
-            headers = []
-        if self._legacy:
-            headers.append((b"x-ratelimit-limit", self._limit_b))
-            headers.append((b"x-ratelimit-remaining", b"%d" % remaining))
-            headers.append((b"x-ratelimit-reset", b"%d" % seconds))
+        if self._ietf_only:
+            return [self._policy_b, (b"ratelimit", self._value_b % (remaining, seconds))]
+        headers = (
+            [self._policy_b, (b"ratelimit", self._value_b % (remaining, seconds))]
+            if self._ietf
+            else []
+        )
+        if not self._legacy:
+            return headers
+        headers.append(self._limit_b)
+        headers.append((b"x-ratelimit-remaining", b"%d" % remaining))
+        headers.append((b"x-ratelimit-reset", b"%d" % seconds))
         return headers
 
     def text(self, decision: Decision) -> list[tuple[str, str]]:
@@ -229,19 +257,19 @@ class RateLimitHeaders:
                 seconds = 0
         else:
             remaining, seconds = self._numbers(decision)
-        if self._ietf:
-            headers = [
-                ("RateLimit-Policy", self._policy),
-                ("RateLimit", f"{self._name};r={remaining};t={seconds}"),
-            ]
-            if not self._legacy:
-                return headers
-        else:
-            headers = []
-        if self._legacy:
-            headers.append(("X-RateLimit-Limit", str(self.quota)))
-            headers.append(("X-RateLimit-Remaining", str(remaining)))
-            headers.append(("X-RateLimit-Reset", str(seconds)))
+        names = self._names
+        if self._ietf_only:
+            return [self._policy_t, (names[1], f"{self._name_t};r={remaining};t={seconds}")]
+        headers = (
+            [self._policy_t, (names[1], f"{self._name_t};r={remaining};t={seconds}")]
+            if self._ietf
+            else []
+        )
+        if not self._legacy:
+            return headers
+        headers.append(self._limit_t)
+        headers.append((names[3], str(remaining)))
+        headers.append((names[4], str(seconds)))
         return headers
 
     def __repr__(self) -> str:

@@ -142,7 +142,9 @@ class RouteTable:
         rules: Iterable[Rule] = (),
         *,
         refund_statuses: Collection[int] = (),
+        header_name: Callable[[str], str] = str,
     ) -> None:
+        """``header_name``: how the framework wants header names built (see ``RateLimitHeaders``)."""
         if not isinstance(limiter, RateLimiter):
             raise ValueError(f"limiter must be a RateLimiter, got {limiter!r}")
         style = check_style(headers)
@@ -156,7 +158,7 @@ class RouteTable:
                 return None
             found = built.get(id(lim))
             if found is None:
-                found = RateLimitHeaders.for_algorithm(lim.name, lim.algorithm, style)
+                found = RateLimitHeaders.for_algorithm(lim.name, lim.algorithm, style, header_name)
                 built[id(lim)] = found
             return found
 

@@ -8,7 +8,7 @@ limited; ``lifespan`` and ``websocket`` scopes go to the app untouched.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable
 
 from resilience.asgi._asgi import (
     START,
@@ -53,7 +53,7 @@ class RateLimitMiddleware:
     algorithm: TokenBucket, GCRA or LeakyBucket).
     """
 
-    __slots__ = ("_default", "_plans", "_refund", "_table", "app", "exempt")
+    __slots__ = ("_default", "_plans", "_refund", "_simple", "_table", "app", "exempt")
 
     def __init__(
         self,
@@ -82,6 +82,18 @@ class RateLimitMiddleware:
         self._table = table if table.has_rules else None
         self._default = table.default
         self.exempt = check_exempt(exempt)
+        default = table.default
+        self._simple: Route | None = (
+            default
+            if self._plans is None
+            and self._table is None
+            and not self._refund
+            and default.cost_fn is None
+            and default.decide_now is not None
+            else None
+        )
+        """The default route when it is the only one, with a fixed cost and an in-process
+        limiter: then a request takes the short path (no rules, plans or awaits)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -91,36 +103,53 @@ class RateLimitMiddleware:
         if exempt is not None and exempt(scope):
             await self.app(scope, receive, send)
             return
-        table = self._table
-        if self._plans is not None:
+        route = self._simple
+        if route is not None:  # one route, a fixed cost, decided in process: the short path
             try:
-                table = self._plans.pick(scope)
-            except ValueError as exc:  # the plan function refused the request: a 400
-                await send_problem(send, 400, bad_request_body("plan", str(exc)), [])
+                if route.peer_only:  # client_ip() without proxies: an IPv4 peer is the key
+                    client = scope.get("client")
+                    key = client[0] if client else None
+                    if key.__class__ is not str or not key or ":" in key:
+                        key = route.key_scope(scope)  # IPv6, a unix socket, no peer
+                else:
+                    key = route.key_scope(scope)
+                cost = route.cost
+                decision = route.decide_now(key, cost)  # type: ignore[misc]
+            except ValueError as exc:  # InvalidKey: a 400, not a 500
+                await send_problem(send, 400, bad_request_body(route.limiter.name, str(exc)), [])
                 return
-        route = self._default if table is None else table.resolve(scope["method"], scope["path"])
-        if route is None:
-            await self.app(scope, receive, send)
-            return
-        limiter = route.limiter
-        try:
-            key = route.key_scope(scope)
-            cost_fn = route.cost_fn
-            cost = route.cost if cost_fn is None else cost_fn(scope)
-            decide_now = route.decide_now
-            decision = (
-                decide_now(key, cost)
-                if decide_now is not None
-                else await limiter.atry_acquire(key, cost)
+        else:
+            table = self._table
+            if self._plans is not None:
+                try:
+                    table = self._plans.pick(scope)
+                except ValueError as exc:  # the plan function refused the request: a 400
+                    await send_problem(send, 400, bad_request_body("plan", str(exc)), [])
+                    return
+            route = (
+                self._default if table is None else table.resolve(scope["method"], scope["path"])
             )
-        except ValueError as exc:  # InvalidKey, or a cost function's bad answer: a 400, not a 500
-            await send_problem(send, 400, bad_request_body(limiter.name, str(exc)), [])
-            return
+            if route is None:
+                await self.app(scope, receive, send)
+                return
+            try:
+                key = route.key_scope(scope)
+                cost_fn = route.cost_fn
+                cost = route.cost if cost_fn is None else cost_fn(scope)
+                decide_now = route.decide_now
+                decision = (
+                    decide_now(key, cost)
+                    if decide_now is not None
+                    else await route.limiter.atry_acquire(key, cost)
+                )
+            except ValueError as exc:  # InvalidKey, or a cost function's bad answer: a 400
+                await send_problem(send, 400, bad_request_body(route.limiter.name, str(exc)), [])
+                return
         if not decision[0]:
             await _refuse(send, route, decision)
             return
         if decision.delay:
-            await shape(limiter, key, cost, decision.delay)
+            await shape(route.limiter, key, cost, decision.delay)
         headers = route.headers
         if not self._refund:
             if headers is None:
@@ -128,11 +157,12 @@ class RateLimitMiddleware:
                 return
             extra = headers.asgi(decision)
 
-            async def send_with_headers(message: Message) -> None:
-                # A closure, not a HeaderInjector: no __init__ frame on the hot path.
+            def send_with_headers(message: Message) -> Awaitable[None]:
+                # A plain function handing back send's awaitable: no coroutine of its own per
+                # message; and a closure, not a HeaderInjector: no __init__ frame either.
                 if message["type"] == START:
                     message["headers"] = [*message.get("headers", ()), *extra]
-                await send(message)
+                return send(message)
 
             await self.app(scope, receive, send_with_headers)
             return
@@ -143,7 +173,7 @@ class RateLimitMiddleware:
         )
         await self.app(scope, receive, recorder.send)
         if recorder.status in self._refund:
-            refund(limiter, key, cost)
+            refund(route.limiter, key, cost)
 
     def __repr__(self) -> str:
         return f"RateLimitMiddleware({self.app!r}, {self._default.limiter!r})"
