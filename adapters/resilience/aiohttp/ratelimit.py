@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
+from multidict import istr
+
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 from resilience.aiohttp._common import NO_HEADERS, header_lookup, problem_response
@@ -55,44 +57,68 @@ def rate_limit_middleware(
     plans = None
     if isinstance(limiter, PlanLimits):
         plans = limiter.compile(
-            lambda lim: RouteTable(lim, key, cost, headers, rules, refund_statuses=refunds)
+            lambda lim: RouteTable(
+                lim, key, cost, headers, rules, refund_statuses=refunds, header_name=istr
+            )
         )
         limiter = limiter.limiters[limiter.default]
-    table = RouteTable(limiter, key, cost, headers, rules, refund_statuses=refunds)
+    table = RouteTable(
+        limiter, key, cost, headers, rules, refund_statuses=refunds, header_name=istr
+    )
     resolve = table.resolve if table.has_rules else None
     default = table.default
     skip = check_exempt(exempt)
+    # One route, a fixed cost, decided in process: requests take the short path.
+    simple = (
+        plans is None
+        and resolve is None
+        and default.cost_fn is None
+        and default.decide_now is not None
+    )
 
     @web.middleware
     async def rate_limit(request: web.Request, handler: Handler) -> web.StreamResponse:
         if skip is not None and skip(request):
             return await handler(request)
-        if plans is not None:
+        route: Route | None
+        if simple:
+            route = default
             try:
-                route = plans.pick(request).resolve(request.method, request.path)
-            except ValueError as exc:  # the plan function refused the request: a 400
-                return problem_response(400, bad_request_body("plan", str(exc)), [])
+                client = route.key.from_request(
+                    request,
+                    request.remote,
+                    NO_HEADERS if route.peer_only else header_lookup(request),
+                )
+                cost = route.cost
+                decision = route.decide_now(client, cost)  # type: ignore[misc]
+            except ValueError as exc:  # InvalidKey: a 400, not a 500
+                return problem_response(400, bad_request_body(route.limiter.name, str(exc)), [])
         else:
-            route = default if resolve is None else resolve(request.method, request.path)
-        if route is None:
-            return await handler(request)
-        lim = route.limiter
-        try:
-            lookup = NO_HEADERS if route.peer_only else header_lookup(request)
-            client = route.key.from_request(request, request.remote, lookup)
-            cost = route.cost if route.cost_fn is None else route.cost_fn(request)
-            decide_now = route.decide_now
-            decision = (
-                decide_now(client, cost)
-                if decide_now is not None
-                else await lim.atry_acquire(client, cost)
-            )
-        except ValueError as exc:  # InvalidKey, or a cost function's bad answer: a 400, not a 500
-            return problem_response(400, bad_request_body(lim.name, str(exc)), [])
+            if plans is not None:
+                try:
+                    route = plans.pick(request).resolve(request.method, request.path)
+                except ValueError as exc:  # the plan function refused the request: a 400
+                    return problem_response(400, bad_request_body("plan", str(exc)), [])
+            else:
+                route = default if resolve is None else resolve(request.method, request.path)
+            if route is None:
+                return await handler(request)
+            try:
+                lookup = NO_HEADERS if route.peer_only else header_lookup(request)
+                client = route.key.from_request(request, request.remote, lookup)
+                cost = route.cost if route.cost_fn is None else route.cost_fn(request)
+                decide_now = route.decide_now
+                decision = (
+                    decide_now(client, cost)
+                    if decide_now is not None
+                    else await route.limiter.atry_acquire(client, cost)
+                )
+            except ValueError as exc:  # InvalidKey, or a cost function's bad answer: a 400
+                return problem_response(400, bad_request_body(route.limiter.name, str(exc)), [])
         if not decision[0]:
             return _refusal(route, decision)
         if decision.delay:
-            await shape(lim, client, cost, decision.delay)
+            await shape(route.limiter, client, cost, decision.delay)
         headers = route.headers
         if headers is None:
             if not refunds:
@@ -110,13 +136,13 @@ def rate_limit_middleware(
                 exc.headers.extend(pending)
                 pending.clear()
             if exc.status in refunds:
-                refund(lim, client, cost)
+                refund(route.limiter, client, cost)
             raise
         if pending and not response.prepared:
             response.headers.extend(pending)
             pending.clear()
         if refunds and response.status in refunds:
-            refund(lim, client, cost)
+            refund(route.limiter, client, cost)
         return response
 
     return rate_limit
