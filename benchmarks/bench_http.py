@@ -8,7 +8,9 @@ uvicorn worker with uvloop and httptools; aiohttp on uvloop) and ``wrk``
 (Debian's package) loads it over keep-alive connections.
 
 Variants per server: the bare app, a trivial pass-through middleware (the
-floor any middleware pays: one more call level), ours with IETF headers
+floor any middleware pays: one more call level), a trivial middleware adding
+two constant header lines (the floor with headers on: what the server pays
+to check and write two more fields), ours with IETF headers
 (every request admitted), ours with ``headers=None``, and ours refusing every
 request (the 429 path).  Every variant is measured in every round, in turns
 (``ROUNDS`` rounds of ``SECONDS`` seconds each, after a warm-up), so a
@@ -58,11 +60,13 @@ BARS = {"uvicorn": 0.85, "aiohttp": 0.80}
 VARIANTS: list[tuple[str, str]] = [
     ("uvicorn", "bare"),
     ("uvicorn", "trivial"),
+    ("uvicorn", "trivial-headers"),
     ("uvicorn", "ours-ietf"),
     ("uvicorn", "ours-none"),
     ("uvicorn", "ours-refusing"),
     ("aiohttp", "bare"),
     ("aiohttp", "trivial"),
+    ("aiohttp", "trivial-headers"),
     ("aiohttp", "ours-ietf"),
     ("aiohttp", "ours-none"),
     ("aiohttp", "ours-refusing"),
@@ -71,6 +75,7 @@ VARIANTS: list[tuple[str, str]] = [
 LABELS = {
     "bare": "bare app",
     "trivial": "trivial pass-through middleware",
+    "trivial-headers": "trivial middleware adding two constant headers",
     "ours-ietf": "rate limit, all admitted, headers='ietf'",
     "ours-none": "rate limit, all admitted, headers=None",
     "ours-refusing": "rate limit, all refused (429), headers='ietf'",
@@ -110,6 +115,28 @@ class _PassThrough:
         await self.app(scope, receive, send)
 
 
+_TWO_HEADERS = [
+    (b"ratelimit-policy", b'"bench";q=1000000000;w=3600'),
+    (b"ratelimit", b'"bench";r=999999999;t=1'),
+]
+
+
+class _AddsHeaders:
+    """The floor for "with headers on": a pass-through adding two constant header lines
+    (what the server then pays to check and encode them, with nothing computed)."""
+
+    def __init__(self, app: Callable[..., Awaitable[None]]) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        def send_with_headers(message: Any) -> Any:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), *_TWO_HEADERS]
+            return send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
 def asgi_app(variant: str) -> Any:
     from resilience.asgi import RateLimitMiddleware
 
@@ -117,6 +144,8 @@ def asgi_app(variant: str) -> Any:
         return _raw_app
     if variant == "trivial":
         return _PassThrough(_raw_app)
+    if variant == "trivial-headers":
+        return _AddsHeaders(_raw_app)
     if variant == "ours-ietf":
         return RateLimitMiddleware(_raw_app, _limiter(True))
     if variant == "ours-none":
@@ -128,6 +157,7 @@ def asgi_app(variant: str) -> Any:
 
 def aiohttp_app(variant: str) -> Any:
     from aiohttp import web
+    from multidict import istr
 
     from resilience.aiohttp import rate_limit_middleware
 
@@ -138,9 +168,19 @@ def aiohttp_app(variant: str) -> Any:
     async def trivial(request: web.Request, handler: Any) -> web.StreamResponse:
         return await handler(request)  # type: ignore[no-any-return]
 
+    two_headers = [(istr(name.decode()), value.decode()) for name, value in _TWO_HEADERS]
+
+    @web.middleware
+    async def adds_headers(request: web.Request, handler: Any) -> web.StreamResponse:
+        response = await handler(request)
+        response.headers.extend(two_headers)
+        return response  # type: ignore[no-any-return]
+
     middlewares: list[Any] = []
     if variant == "trivial":
         middlewares = [trivial]
+    elif variant == "trivial-headers":
+        middlewares = [adds_headers]
     elif variant == "ours-ietf":
         middlewares = [rate_limit_middleware(_limiter(True))]
     elif variant == "ours-none":
