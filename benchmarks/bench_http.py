@@ -27,6 +27,10 @@ Bars (issue 9): ours with IETF headers >= 0.85x bare throughput on uvicorn
 and >= 0.80x on aiohttp.
 
 Run: ``python -m benchmarks http`` (or ``python -m benchmarks.bench_http``).
+``BENCH_HTTP_BASELINE=DIR`` (a source tree of an earlier commit, e.g. from
+``git archive REV | tar -x -C DIR``) adds that tree's middleware to the same
+rounds, so a change is measured before and after under the same load;
+``BENCH_HTTP_ONLY=uvicorn`` (or ``aiohttp``) measures one server.
 Needs ``wrk`` on PATH, uvicorn, uvloop, httptools and aiohttp.  Every
 server and wrk run is bounded in time and stopped at the end.
 """
@@ -71,6 +75,18 @@ VARIANTS: list[tuple[str, str]] = [
     ("aiohttp", "ours-none"),
     ("aiohttp", "ours-refusing"),
 ]
+
+BASELINE = os.environ.get("BENCH_HTTP_BASELINE", "")
+"""A source tree of an earlier version (``git archive <rev> | tar -x -C DIR``): its
+middleware is then measured in the same interleaved rounds, as "baseline" rows."""
+BASELINE_PREFIX = "baseline-"
+if BASELINE:
+    for _server in ("uvicorn", "aiohttp"):
+        _at = VARIANTS.index((_server, "ours-none")) + 1
+        VARIANTS[_at:_at] = [
+            (_server, BASELINE_PREFIX + "ours-ietf"),
+            (_server, BASELINE_PREFIX + "ours-none"),
+        ]
 
 LABELS = {
     "bare": "bare app",
@@ -258,6 +274,13 @@ def servers(
     try:
         for server, variant in variants:
             port = _free_port()
+            cwd, env, served = root, None, variant
+            if variant.startswith(BASELINE_PREFIX):  # served by the baseline tree's own code
+                cwd, served = BASELINE, variant.removeprefix(BASELINE_PREFIX)
+                env = {
+                    **os.environ,
+                    "PYTHONPATH": os.pathsep.join([BASELINE, os.path.join(BASELINE, "adapters")]),
+                }
             proc = subprocess.Popen(
                 [
                     sys.executable,
@@ -265,11 +288,12 @@ def servers(
                     "benchmarks.bench_http",
                     "--serve",
                     server,
-                    variant,
+                    served,
                     "--port",
                     str(port),
                 ],
-                cwd=root,
+                cwd=cwd,
+                env=env,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
             )
@@ -378,7 +402,11 @@ def run() -> list[Row]:
                 f"Real HTTP, wrk -t1 -c{CONNECTIONS}, {ROUNDS} interleaved rounds of {SECONDS} s: "
                 f"{server}"
             ),
-            "variant": LABELS[name],
+            "variant": (
+                f"baseline tree: {LABELS[name.removeprefix(BASELINE_PREFIX)]}"
+                if name.startswith(BASELINE_PREFIX)
+                else LABELS[name]
+            ),
             "req/s (median)": statistics.median(rps[key]),
             "throughput ratio (median)": ratio,
             "throughput ratio range": f"{min(ratios[key]):.2f}-{max(ratios[key]):.2f}",

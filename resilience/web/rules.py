@@ -144,7 +144,7 @@ class RouteTable:
         refund_statuses: Collection[int] = (),
         header_name: Callable[[str], str] = str,
     ) -> None:
-        """``header_name``: how the framework wants header names built (see ``RateLimitHeaders``)."""
+        """``header_name``: the framework's header-name type (see ``RateLimitHeaders``)."""
         if not isinstance(limiter, RateLimiter):
             raise ValueError(f"limiter must be a RateLimiter, got {limiter!r}")
         style = check_style(headers)
