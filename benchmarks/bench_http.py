@@ -173,7 +173,6 @@ def asgi_app(variant: str) -> Any:
 
 def aiohttp_app(variant: str) -> Any:
     from aiohttp import web
-    from multidict import istr
 
     from resilience.aiohttp import rate_limit_middleware
 
@@ -184,7 +183,7 @@ def aiohttp_app(variant: str) -> Any:
     async def trivial(request: web.Request, handler: Any) -> web.StreamResponse:
         return await handler(request)  # type: ignore[no-any-return]
 
-    two_headers = [(istr(name.decode()), value.decode()) for name, value in _TWO_HEADERS]
+    two_headers = [(name.decode().title(), value.decode()) for name, value in _TWO_HEADERS]
 
     @web.middleware
     async def adds_headers(request: web.Request, handler: Any) -> web.StreamResponse:

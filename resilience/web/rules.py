@@ -142,9 +142,7 @@ class RouteTable:
         rules: Iterable[Rule] = (),
         *,
         refund_statuses: Collection[int] = (),
-        header_name: Callable[[str], str] = str,
     ) -> None:
-        """``header_name``: the framework's header-name type (see ``RateLimitHeaders``)."""
         if not isinstance(limiter, RateLimiter):
             raise ValueError(f"limiter must be a RateLimiter, got {limiter!r}")
         style = check_style(headers)
@@ -158,7 +156,7 @@ class RouteTable:
                 return None
             found = built.get(id(lim))
             if found is None:
-                found = RateLimitHeaders.for_algorithm(lim.name, lim.algorithm, style, header_name)
+                found = RateLimitHeaders.for_algorithm(lim.name, lim.algorithm, style)
                 built[id(lim)] = found
             return found
 

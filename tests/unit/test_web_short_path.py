@@ -16,14 +16,12 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from multidict import istr
 
 from resilience import Decision, RateLimiter, TokenBucket
 from resilience.asgi import RateLimitMiddleware
 from resilience.testing import FakeClock
 from resilience.web import Rule, client_ip
 from resilience.web.headers import RateLimitHeaders
-from resilience.web.rules import RouteTable
 
 PEERS: list[Any] = [
     ("192.0.2.1", 1234),
@@ -95,19 +93,6 @@ async def test_asgi_send_wrapper_hands_back_sends_awaitable() -> None:
     limiter = RateLimiter(TokenBucket(5, 10.0), clock=FakeClock())
     await _call(RateLimitMiddleware(app, limiter), ("192.0.2.1", 1))
     assert not inspect.iscoroutinefunction(seen[0])
-
-
-def test_text_names_take_the_frameworks_type_once() -> None:
-    decision = Decision(True, 10, 3, 0.0, 2.5)
-    for style in ("ietf", "legacy", "both"):
-        plain = RateLimitHeaders("api", 10, 5.0, style).text(decision)
-        folded = RateLimitHeaders("api", 10, 5.0, style, header_name=istr).text(decision)
-        assert folded == plain
-        assert all(type(name) is istr for name, _ in folded)
-    limiter = RateLimiter(TokenBucket(10, 5.0), clock=FakeClock(), name="api")
-    route = RouteTable(limiter, client_ip(), 1, "ietf", header_name=istr).default
-    assert route.headers is not None
-    assert all(type(name) is istr for name, _ in route.headers.text(decision))
 
 
 @settings(max_examples=200, deadline=None)

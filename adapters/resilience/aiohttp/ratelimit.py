@@ -14,8 +14,6 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
-from multidict import istr
-
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 from resilience.aiohttp._common import NO_HEADERS, header_lookup, problem_response
@@ -57,14 +55,10 @@ def rate_limit_middleware(
     plans = None
     if isinstance(limiter, PlanLimits):
         plans = limiter.compile(
-            lambda lim: RouteTable(
-                lim, key, cost, headers, rules, refund_statuses=refunds, header_name=istr
-            )
+            lambda lim: RouteTable(lim, key, cost, headers, rules, refund_statuses=refunds)
         )
         limiter = limiter.limiters[limiter.default]
-    table = RouteTable(
-        limiter, key, cost, headers, rules, refund_statuses=refunds, header_name=istr
-    )
+    table = RouteTable(limiter, key, cost, headers, rules, refund_statuses=refunds)
     resolve = table.resolve if table.has_rules else None
     default = table.default
     skip = check_exempt(exempt)
