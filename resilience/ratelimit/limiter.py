@@ -20,8 +20,9 @@ from resilience.events import EventBus, RateLimitExceeded, StoreFailed, default_
 from resilience.policy import CALL, Policy, Steps, drive_async, drive_sync
 from resilience.ratelimit.algorithms.base import Algorithm, check_cost, check_period
 from resilience.ratelimit.decision import Decision, StoreFullDecision
-from resilience.stores.base import RateLimitStore
-from resilience.stores.memory import MemoryStore, MemoryTable
+from resilience.ratelimit.hot_path import TryAcquire, bind_try_acquire
+from resilience.ratelimit.memory_store import MemoryStore
+from resilience.ratelimit.store import LocalTable, RateLimitStore
 
 __all__ = ["RateLimiter"]
 
@@ -85,32 +86,24 @@ class RateLimiter(Policy):
         self.store_errors = 0
         self._events = default_bus if events is None else events
         self._table = self.store.table(algorithm, self._now, self.name)
-        self._decide = self._table.decide
-        # A memory table answers synchronously: calling it directly from atry_acquire
+        # A local table answers synchronously: calling it directly from atry_acquire
         # saves creating and awaiting a coroutine per decision (~200 ns).
-        self._adecide = None if isinstance(self._table, MemoryTable) else self._table.adecide
+        self._adecide = None if isinstance(self._table, LocalTable) else self._table.adecide
         self.in_process: bool = self._adecide is None
         """Whether decisions are made in this process (a memory store): ``try_acquire``
         then never waits on I/O, and async callers may call it directly."""
-        if isinstance(self._table, MemoryTable):
-            # Shadow the method with the fused closure: same behaviour, one call level.
-            vars(self)["try_acquire"] = self._table.bind_try_acquire(
-                self._now, check_cost, self._events, self._emit_rejected, self._store_failed
-            )
+        self.try_acquire = bind_try_acquire(
+            self._table, self._now, self._events, self._emit_rejected, self._store_failed
+        )
 
     # -- non-blocking decisions -------------------------------------------------
 
-    def try_acquire(self, key: str = "global", cost: float = 1) -> Decision:
-        """Decide now; never blocks.  Consumes ``cost`` only when allowed."""
-        if cost.__class__ is not int or cost < 1:
-            check_cost(cost)
-        try:
-            decision = self._decide(key, cost, self._now())
-        except StoreError as exc:
-            return self._store_failed(exc, key, cost)
-        if not decision[0] and self._events.wants(RateLimitExceeded):
-            self._emit_rejected(key, cost, decision)
-        return decision
+    try_acquire: TryAcquire
+    """``try_acquire(key="global", cost=1) -> Decision``: decide now; never blocks.
+
+    Consumes ``cost`` only when allowed.  One closure per limiter, built by
+    :func:`~resilience.ratelimit.hot_path.bind_try_acquire`.
+    """
 
     async def atry_acquire(self, key: str = "global", cost: float = 1) -> Decision:
         """``try_acquire`` for async code; never blocks the event loop."""

@@ -1,6 +1,6 @@
 """The replay engine: every record through every policy, on the log's own clock.
 
-Each policy gets its own :class:`~resilience.stores.MemoryStore` table and is
+Each policy gets its own :class:`~resilience.ratelimit.memory_store.MemoryStore` table and is
 driven through ``table.decide(key, cost, now)`` directly, with ``now`` taken
 from the log: no real clock, no sleeping, no per-call limiter overhead.
 
@@ -39,10 +39,10 @@ from dataclasses import dataclass, field
 from resilience.errors import StoreError
 from resilience.ratelimit.algorithms import Algorithm, LeakyBucket
 from resilience.ratelimit.decision import Decision
+from resilience.ratelimit.memory_store import MemoryStore
 from resilience.replay.badlines import BadLines
 from resilience.replay.keys import MAX_KEY_LENGTH
 from resilience.replay.stats import DelayStats, PeakWindow, Timeline
-from resilience.stores.memory import MemoryStore
 
 __all__ = [
     "DEFAULT_REORDER_WINDOW",

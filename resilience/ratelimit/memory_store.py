@@ -24,8 +24,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from resilience.errors import InvalidKey, StoreError, StoreFull
-from resilience.events import EventBus, RateLimitExceeded
+from resilience.errors import InvalidKey, StoreFull
 from resilience.ratelimit.algorithms.base import INF, Algorithm
 from resilience.ratelimit.decision import Decision
 
@@ -36,7 +35,14 @@ _MIN_SCAN_BATCH = 256
 
 
 class MemoryTable:
-    """One limiter's keys in a :class:`MemoryStore`."""
+    """One limiter's keys in a :class:`MemoryStore`.
+
+    Besides the :class:`~resilience.ratelimit.store.RateLimitTable` methods it
+    exposes its parts (:attr:`lock`, :attr:`data`, :attr:`step`, :meth:`insert`:
+    the :class:`~resilience.ratelimit.store.LocalTable` protocol), so that the
+    limiter can inline a decision into its own ``try_acquire`` closure.  The
+    table knows nothing of events or limiter policies.
+    """
 
     __slots__ = (
         "_algorithm",
@@ -78,7 +84,7 @@ class MemoryTable:
         data = self._data
         get = data.get
         step = self._step
-        decide_new = self._decide_new
+        insert = self.insert
 
         def decide(key: str, cost: float, now: float) -> Decision:
             """Atomically apply one request to ``key``'s state."""
@@ -86,7 +92,7 @@ class MemoryTable:
             try:
                 state = get(key)
                 if state is None:
-                    return decide_new(key, cost, now)
+                    return insert(key, cost, now)
                 new, decision = step(state, now, cost)
                 if new is not state:
                     data[key] = new
@@ -96,59 +102,20 @@ class MemoryTable:
 
         return decide
 
-    def bind_try_acquire(
-        self,
-        now: Callable[[], float],
-        check_cost: Callable[[float], object],
-        events: EventBus,
-        rejected: Callable[[str, float, Decision], None],
-        failed: Callable[[StoreError, str, float], Decision],
-    ) -> Callable[[str, float], Decision]:
-        """A limiter's whole ``try_acquire`` fused with this table, for speed.
+    @property
+    def lock(self) -> threading.Lock:
+        """The store's lock: hold it around every read and write of :attr:`data`."""
+        return self._lock
 
-        Same steps as ``RateLimiter.try_acquire`` over :attr:`decide`, written as
-        one closure: on CPython each Python call level costs ~70 ns, about a
-        tenth of the allowed path (DESIGN.md 5 budgets 600 ns for it all).
-        """
-        acquire = self._lock.acquire
-        release = self._lock.release
-        data = self._data
-        get = data.get
-        step = self._step
-        decide_new = self._decide_new
+    @property
+    def data(self) -> dict[str, Any]:
+        """Per-key state; a missing key is full (never seen, or reclaimed)."""
+        return self._data
 
-        def try_acquire(key: str = "global", cost: float = 1) -> Decision:
-            if cost.__class__ is not int or cost < 1:
-                check_cost(cost)
-            try:
-                acquire()
-                try:
-                    # The clock is read under the lock: decisions on this table then see
-                    # non-decreasing times, whichever thread gets there first.
-                    at = now()
-                    state = get(key)
-                    if state is None:
-                        decision = decide_new(key, cost, at)
-                    else:
-                        new, decision = step(state, at, cost)
-                        if new is not state:
-                            data[key] = new
-                finally:
-                    release()
-            except StoreError as exc:
-                return failed(exc, key, cost)
-            except TypeError:
-                if type(key) is not str:  # unhashable: the dict lookup itself refused it
-                    raise InvalidKey(
-                        f"rate-limit key must be a str, got {type(key).__name__}"
-                    ) from None
-                raise
-            if decision[0] or not events.wants(RateLimitExceeded):
-                return decision
-            rejected(key, cost, decision)
-            return decision
-
-        return try_acquire
+    @property
+    def step(self) -> Callable[[Any, float, float], tuple[Any, Decision]]:
+        """The algorithm's pure ``decide(state, now, cost) -> (state, Decision)``."""
+        return self._step
 
     def __len__(self) -> int:
         return len(self._data)
@@ -156,7 +123,12 @@ class MemoryTable:
     async def adecide(self, key: str, cost: float, now: float) -> Decision:
         return self.decide(key, cost, now)
 
-    def _decide_new(self, key: str, cost: float, now: float) -> Decision:
+    def insert(self, key: str, cost: float, now: float) -> Decision:
+        """Decide for a key not in :attr:`data` (call under :attr:`lock`).
+
+        Validates the key, makes room within ``max_keys`` (or raises
+        :class:`~resilience.errors.StoreFull`) and stores the new state.
+        """
         store = self._store
         if type(key) is not str:
             raise InvalidKey(f"rate-limit key must be a str, got {type(key).__name__}")
@@ -294,7 +266,7 @@ class MemoryStore:
             reclaimed += got
             earliest = min(earliest, at)
         # Every key left is full no earlier than `earliest`; keys inserted from now on
-        # lower the bound as they arrive (see _decide_new), so while it lies ahead the
+        # lower the bound as they arrive (see insert), so while it lies ahead the
         # store can refuse at once instead of sweeping max_keys entries again.
         self._next_reclaim_at = earliest
         if reclaimed:
