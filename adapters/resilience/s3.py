@@ -39,6 +39,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from resilience import _validate
 from resilience.claimcheck.errors import PayloadMissing
 from resilience.claimcheck.store import DIGEST_ID, BlobWriter, live
 
@@ -160,8 +161,7 @@ class S3BlobStore:
         chunk_size: int = 1024 * 1024,
         upload_ttl: float = 86400.0,
     ) -> None:
-        if not isinstance(bucket, str) or not bucket:
-            raise ValueError(f"bucket must be a non-empty string, got {bucket!r}")
+        _validate.non_empty_str(bucket, "bucket")
         for method in ("put_object", "get_object", "upload_part", "list_objects_v2"):
             if not callable(getattr(client, method, None)):
                 raise TypeError(f"client must be a boto3 S3 client (no {method}), got {client!r}")

@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar
 
+from resilience import _validate
 from resilience.errors import RateLimited
 from resilience.policy import Policy, drive_async, drive_sync
 from resilience.ratelimit.algorithms.base import check_cost
-from resilience.ratelimit.limiter import RateLimiter, _check_timeout
+from resilience.ratelimit.limiter import RateLimiter
 
 __all__ = ["RateLimitPolicy", "rate_limit"]
 
@@ -47,7 +48,7 @@ class RateLimitPolicy(Policy):
         self._key = key
         self._cost = cost
         self.wait = bool(wait)
-        self.timeout = _check_timeout(timeout)
+        self.timeout = _validate.optional_seconds(timeout, "timeout")
 
     def _key_and_cost(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, float]:
         key = self._key

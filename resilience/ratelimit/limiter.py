@@ -14,6 +14,7 @@ import math
 from collections.abc import Awaitable, Callable
 from typing import Literal, ParamSpec, TypeVar
 
+from resilience import _validate
 from resilience.clock import Clock, now_function, resolve_clock
 from resilience.errors import RateLimited, StoreError, StoreFull
 from resilience.events import EventBus, RateLimitExceeded, StoreFailed, default_bus
@@ -64,14 +65,9 @@ class RateLimiter(Policy):
     ) -> None:
         if not isinstance(algorithm, Algorithm):
             raise ValueError(f"algorithm must be a rate-limiting Algorithm, got {algorithm!r}")
-        if on_store_error not in ("fail_open", "fail_closed"):
-            raise ValueError(
-                f"on_store_error must be 'fail_open' or 'fail_closed', got {on_store_error!r}"
-            )
-        if on_store_full not in ("reject", "admit"):
-            raise ValueError(f"on_store_full must be 'reject' or 'admit', got {on_store_full!r}")
-        if name is not None and (not isinstance(name, str) or not name):
-            raise ValueError(f"name must be a non-empty string, got {name!r}")
+        _validate.one_of(on_store_error, "on_store_error", ("fail_open", "fail_closed"))
+        _validate.one_of(on_store_full, "on_store_full", ("reject", "admit"))
+        _validate.optional_non_empty_str(name, "name")
         self.algorithm = algorithm
         self.clock = resolve_clock(clock)
         self._now = now_function(self.clock)
@@ -130,14 +126,18 @@ class RateLimiter(Policy):
         self, key: str = "global", cost: float = 1, timeout: float | None = None
     ) -> Decision:
         """Wait until admitted; raise :class:`RateLimited` if that would exceed ``timeout``."""
-        steps = self._acquire_steps(key, cost, _check_timeout(timeout), wait=True)
+        steps = self._acquire_steps(
+            key, cost, _validate.optional_seconds(timeout, "timeout"), wait=True
+        )
         return drive_sync(steps, self.clock, self.try_acquire, (key, cost))
 
     async def aacquire(
         self, key: str = "global", cost: float = 1, timeout: float | None = None
     ) -> Decision:
         """Async ``acquire``: a cancelled waiter consumes no quota."""
-        steps = self._acquire_steps(key, cost, _check_timeout(timeout), wait=True)
+        steps = self._acquire_steps(
+            key, cost, _validate.optional_seconds(timeout, "timeout"), wait=True
+        )
         return await drive_async(steps, self.clock, self.atry_acquire, (key, cost))
 
     def _acquire_steps(
@@ -268,13 +268,3 @@ class RateLimiter(Policy):
 
     def __repr__(self) -> str:
         return f"RateLimiter({self.algorithm!r}, store={self.store!r}, name={self.name!r})"
-
-
-def _check_timeout(timeout: float | None) -> float | None:
-    if timeout is None:
-        return None
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or math.isnan(timeout):
-        raise ValueError(f"timeout must be a number of seconds or None, got {timeout!r}")
-    if timeout < 0:
-        raise ValueError(f"timeout must not be negative, got {timeout!r}")
-    return float(timeout)

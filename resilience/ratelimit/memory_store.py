@@ -24,6 +24,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from resilience import _validate
 from resilience.errors import InvalidKey, StoreFull
 from resilience.ratelimit.algorithms.base import INF, Algorithm
 from resilience.ratelimit.decision import Decision
@@ -219,16 +220,8 @@ class MemoryStore:
     """
 
     def __init__(self, max_keys: int = 100_000, *, max_key_length: int = 1024) -> None:
-        if isinstance(max_keys, bool) or not isinstance(max_keys, int) or max_keys < 1:
-            raise ValueError(f"max_keys must be a positive integer, got {max_keys!r}")
-        if (
-            isinstance(max_key_length, bool)
-            or not isinstance(max_key_length, int)
-            or max_key_length < 1
-        ):
-            raise ValueError(f"max_key_length must be a positive integer, got {max_key_length!r}")
-        self.max_keys = max_keys
-        self.max_key_length = max_key_length
+        self.max_keys = _validate.whole_number(max_keys, "max_keys")
+        self.max_key_length = _validate.whole_number(max_key_length, "max_key_length")
         self._lock = threading.Lock()
         self._tables: list[MemoryTable] = []
         self._count = 0

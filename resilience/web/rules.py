@@ -22,6 +22,7 @@ from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from resilience import _validate
 from resilience.ratelimit.algorithms.base import check_cost
 from resilience.ratelimit.decision import Decision
 from resilience.ratelimit.limiter import RateLimiter
@@ -220,6 +221,4 @@ def check_statuses(values: Iterable[int], field: str) -> frozenset[int]:
 
 
 def check_exempt(value: object) -> Callable[[Any], bool] | None:
-    if value is not None and not callable(value):
-        raise ValueError(f"exempt must be a callable(request) -> bool or None, got {value!r}")
-    return value
+    return _validate.callable_or_none(value, "exempt", what="callable(request) -> bool")  # type: ignore[return-value]
