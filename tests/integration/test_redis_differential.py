@@ -14,8 +14,13 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from resilience import (
+from resilience.redis import RedisStore
+from resilience.redis.testing import RedisServer
+from resilience.testing import FakeClock, arrivals, costs
+from tests.ratelimit_kit import (
     GCRA,
+    Algorithm,
+    EventBus,
     FixedWindow,
     LeakyBucket,
     RateLimiter,
@@ -23,11 +28,6 @@ from resilience import (
     SlidingWindowLog,
     TokenBucket,
 )
-from resilience.events import EventBus
-from resilience.ratelimit.algorithms.base import Algorithm
-from resilience.redis import RedisStore
-from resilience.redis.testing import RedisServer
-from resilience.testing import FakeClock, arrivals, costs
 
 pytestmark = pytest.mark.redis
 

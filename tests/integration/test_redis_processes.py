@@ -12,8 +12,12 @@ from multiprocessing.synchronize import Barrier
 
 import pytest
 
-from resilience import (
+from resilience.redis import RedisStore
+from resilience.redis.testing import RedisServer
+from tests.ratelimit_kit import (
     GCRA,
+    Algorithm,
+    EventBus,
     FixedWindow,
     LeakyBucket,
     RateLimiter,
@@ -21,10 +25,6 @@ from resilience import (
     SlidingWindowLog,
     TokenBucket,
 )
-from resilience.events import EventBus
-from resilience.ratelimit.algorithms.base import Algorithm
-from resilience.redis import RedisStore
-from resilience.redis.testing import RedisServer
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 

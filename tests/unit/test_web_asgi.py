@@ -18,7 +18,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from resilience import (
+from resilience.asgi import BulkheadMiddleware, CircuitBreakerMiddleware, RateLimitMiddleware
+from resilience.breaker import CircuitBreaker, CircuitState
+from resilience.bulkhead import Bulkhead
+from resilience.errors import BulkheadFull
+from resilience.testing import FakeClock
+from tests.ratelimit_kit import (
     GCRA,
     FixedWindow,
     LeakyBucket,
@@ -27,11 +32,6 @@ from resilience import (
     SlidingWindowLog,
     TokenBucket,
 )
-from resilience.asgi import BulkheadMiddleware, CircuitBreakerMiddleware, RateLimitMiddleware
-from resilience.breaker import CircuitBreaker, CircuitState
-from resilience.bulkhead import Bulkhead
-from resilience.errors import BulkheadFull
-from resilience.testing import FakeClock
 
 Message = dict[str, Any]
 
