@@ -16,7 +16,7 @@ from typing import Any, ParamSpec, TypeVar, cast
 
 from resilience import _validate
 from resilience.policy import Policy
-from resilience.retrying.policy import NEVER_RETRIED, exception_types
+from resilience.retrying.retry import NEVER_RETRIED, exception_types
 
 __all__ = ["Fallback", "fallback"]
 

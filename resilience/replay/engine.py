@@ -41,7 +41,7 @@ from resilience.ratelimit.algorithms import Algorithm, LeakyBucket
 from resilience.ratelimit.decision import Decision
 from resilience.ratelimit.memory_store import MemoryStore
 from resilience.replay.badlines import BadLines
-from resilience.replay.keys import MAX_KEY_LENGTH
+from resilience.replay.key_spec import MAX_KEY_LENGTH
 from resilience.replay.stats import DelayStats, PeakWindow, Timeline
 
 __all__ = [

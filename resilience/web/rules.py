@@ -27,10 +27,10 @@ from resilience.ratelimit.algorithms.base import check_cost
 from resilience.ratelimit.decision import Decision
 from resilience.ratelimit.limiter import RateLimiter
 from resilience.web.headers import HeaderStyle, RateLimitHeaders, check_style
-from resilience.web.keys import ClientIP, RequestKey, as_key
 from resilience.web.limiting import supports_refund
 from resilience.web.problem import rate_limited_body, store_full_body
 from resilience.web.readiness import require_async
+from resilience.web.request_keys import ClientIP, RequestKey, as_key
 
 __all__ = ["Route", "RouteTable", "Rule", "compile_path"]
 

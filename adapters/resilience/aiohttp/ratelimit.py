@@ -20,9 +20,9 @@ from resilience.aiohttp._common import NO_HEADERS, header_lookup, problem_respon
 from resilience.ratelimit.decision import Decision, StoreFullDecision
 from resilience.ratelimit.limiter import RateLimiter
 from resilience.web.headers import HeaderStyle, retry_after_seconds
-from resilience.web.keys import DEFAULT_KEY, RequestKey
 from resilience.web.limiting import refund, shape
 from resilience.web.problem import bad_request_body
+from resilience.web.request_keys import DEFAULT_KEY, RequestKey
 from resilience.web.rules import Cost, Route, RouteTable, Rule, check_exempt, check_statuses
 
 __all__ = ["rate_limit_headers_hook", "rate_limit_middleware"]

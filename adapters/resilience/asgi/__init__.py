@@ -12,7 +12,7 @@ from resilience.asgi.bulkhead import BulkheadMiddleware
 from resilience.asgi.idempotency import IdempotencyMiddleware
 from resilience.asgi.ratelimit import RateLimitMiddleware
 from resilience.asgi.valet import ValetKeyApp
-from resilience.web.keys import RequestKey, client_ip, header, key_from
+from resilience.web.request_keys import RequestKey, client_ip, header, key_from
 from resilience.web.rules import Rule
 
 __all__ = [

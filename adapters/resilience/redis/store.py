@@ -32,7 +32,7 @@ from resilience import _validate
 from resilience.breaker.config import BreakerConfig
 from resilience.ratelimit.algorithms.base import Algorithm, check_period
 from resilience.redis._cluster import AsyncClusterRunner, SyncClusterRunner, is_cluster_client
-from resilience.redis._exec import AsyncRunner, SyncRunner, timeout_problems
+from resilience.redis._runners import AsyncRunner, SyncRunner, timeout_problems
 from resilience.redis.breaker import RedisBreakerStore, RedisBreakerTable
 from resilience.redis.table import RedisTable
 

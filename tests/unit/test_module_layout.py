@@ -1,4 +1,4 @@
-"""Where the rate-limit stores live, and what the limiter needs from a table."""
+"""Where modules live and what their names promise (rate-limit stores, renamed modules)."""
 
 from __future__ import annotations
 
@@ -118,3 +118,29 @@ def test_the_old_stores_package_warns_and_reexports() -> None:
 
     assert OldMemory is MemoryStore
     assert OldProtocol is importlib.import_module("resilience.ratelimit.store").RateLimitStore
+
+
+def test_the_old_web_keys_module_warns_and_reexports() -> None:
+    sys.modules.pop("resilience.web.keys", None)
+    with pytest.warns(DeprecationWarning, match="resilience.web.keys is deprecated"):
+        old = importlib.import_module("resilience.web.keys")
+    new = importlib.import_module("resilience.web.request_keys")
+    for name in new.__all__:
+        assert getattr(old, name) is getattr(new, name)
+
+
+@pytest.mark.parametrize(
+    ("module", "holds"),
+    [
+        ("resilience.retrying.retry", "Retry"),
+        ("resilience.web.request_keys", "ClientIP"),
+        ("resilience.replay.key_spec", "KeySpec"),
+        ("resilience.redis._runners", "SyncRunner"),
+        ("resilience.ratelimit.memory_store", "MemoryStore"),
+        ("resilience.ratelimit.store", "RateLimitStore"),
+    ],
+)
+def test_modules_are_named_after_what_they_hold(module: str, holds: str) -> None:
+    if module.startswith("resilience.redis"):
+        pytest.importorskip("redis")
+    assert hasattr(importlib.import_module(module), holds)
