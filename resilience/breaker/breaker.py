@@ -27,6 +27,7 @@ from resilience.breaker.windows import CountWindow, Window
 from resilience.clock import Clock, now_function, resolve_clock
 from resilience.errors import CircuitOpen
 from resilience.events import CircuitStateChanged, EventBus, default_bus
+from resilience.metrics import Tally
 from resilience.policy import Policy, is_async_callable
 
 __all__ = ["CircuitBreaker"]
@@ -88,6 +89,7 @@ class CircuitBreaker(Policy):
     """
 
     __slots__ = (
+        "__weakref__",  # metrics exporters track policies weakly
         "_classifier",
         "_events",
         "_failure_if",
@@ -99,6 +101,7 @@ class CircuitBreaker(Policy):
         "config",
         "name",
         "store",
+        "tally",
     )
 
     def __init__(
@@ -154,6 +157,8 @@ class CircuitBreaker(Policy):
         self._table: BreakerTable = self.store.breaker_table(name, self.config, self._now)
         self._local = bool(self._table.local)
         self._timed = self.config.slow_call_duration is not None
+        self.tally = Tally()
+        """Calls permitted (``allowed``) and refused while open so far, for metrics exporters."""
 
     # -- as a policy ------------------------------------------------------------------
 
@@ -165,6 +170,7 @@ class CircuitBreaker(Policy):
         fast = self._table.closed
         if fast is None:
             return self._call_guarded(fn, args, kwargs)
+        self.tally.allowed += 1
         try:
             result = fn(*args, **kwargs)
         except BaseException as exc:
@@ -182,6 +188,7 @@ class CircuitBreaker(Policy):
         permit = self._table.acquire(start)
         if not permit.allowed:
             raise self._rejected(permit)
+        self.tally.allowed += 1
         if permit.transition is not None:
             self._emit(permit.transition)
         try:
@@ -202,6 +209,7 @@ class CircuitBreaker(Policy):
         fast = self._table.closed
         if fast is None:
             return await self._acall_guarded(fn, args, kwargs)
+        self.tally.allowed += 1
         try:
             result = await fn(*args, **kwargs)
         except BaseException as exc:
@@ -220,6 +228,7 @@ class CircuitBreaker(Policy):
             permit = self._table.acquire(start)
             if not permit.allowed:
                 raise self._rejected(permit)
+            self.tally.allowed += 1
             if permit.transition is not None:
                 self._emit(permit.transition)
             try:
@@ -235,6 +244,7 @@ class CircuitBreaker(Policy):
         permit = await self._table.aacquire(start)
         if not permit.allowed:
             raise self._rejected(permit)
+        self.tally.allowed += 1
         if permit.transition is not None:
             self._emit(permit.transition)
         try:
@@ -253,6 +263,7 @@ class CircuitBreaker(Policy):
     # -- shared steps -------------------------------------------------------------------
 
     def _rejected(self, permit: Permit) -> CircuitOpen:
+        self.tally.rejected += 1
         if permit.transition is not None:  # a remote store may move and refuse at once
             self._emit(permit.transition)
         error: CircuitOpen = _CircuitOpen(self.name, permit.retry_after)
@@ -318,7 +329,7 @@ class CircuitBreaker(Policy):
         return wrapper
 
     def _wrap_sync(self, fn: Callable[..., Any]) -> Callable[..., Any]:
-        table, error, settle = self._table, self._classifier.error, self._settle
+        table, error, settle, tally = self._table, self._classifier.error, self._settle, self.tally
         guarded, finish, emit, failure_if = (
             self._call_guarded,
             self._finish,
@@ -331,6 +342,7 @@ class CircuitBreaker(Policy):
             fast = table.closed
             if fast is None:
                 return guarded(fn, args, kwargs)
+            tally.allowed += 1
             try:
                 result = fn(*args, **kwargs)
             except BaseException as exc:
@@ -346,7 +358,7 @@ class CircuitBreaker(Policy):
         return wrapper
 
     def _wrap_async(self, fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
-        table, error, settle = self._table, self._classifier.error, self._settle
+        table, error, settle, tally = self._table, self._classifier.error, self._settle, self.tally
         guarded, finish, emit, failure_if = (
             self._acall_guarded,
             self._finish,
@@ -359,6 +371,7 @@ class CircuitBreaker(Policy):
             fast = table.closed
             if fast is None:
                 return await guarded(fn, args, kwargs)
+            tally.allowed += 1
             try:
                 result = await fn(*args, **kwargs)
             except BaseException as exc:
@@ -378,6 +391,10 @@ class CircuitBreaker(Policy):
     def permit(self, now: float | None = None) -> Permit:
         """Ask to run one call (never raises; check ``.allowed``); then ``on_*`` or ``release``."""
         permit = self._table.acquire(self._now() if now is None else now)
+        if permit.allowed:
+            self.tally.allowed += 1
+        else:
+            self.tally.rejected += 1
         if permit.transition is not None:
             self._emit(permit.transition)
         return permit
@@ -416,6 +433,10 @@ class CircuitBreaker(Policy):
 
     async def apermit(self, now: float | None = None) -> Permit:
         permit = await self._table.aacquire(self._now() if now is None else now)
+        if permit.allowed:
+            self.tally.allowed += 1
+        else:
+            self.tally.rejected += 1
         if permit.transition is not None:
             self._emit(permit.transition)
         return permit

@@ -28,6 +28,7 @@ from typing import ParamSpec, TypeVar
 
 from resilience.errors import BulkheadFull
 from resilience.events import BulkheadRejected, EventBus, default_bus
+from resilience.metrics import Tally
 from resilience.policy import Policy
 
 __all__ = ["Bulkhead"]
@@ -108,6 +109,7 @@ class Bulkhead(Policy):
     """
 
     __slots__ = (
+        "__weakref__",  # metrics exporters track policies weakly
         "_active",
         "_events",
         "_limit",
@@ -116,6 +118,7 @@ class Bulkhead(Policy):
         "max_queue",
         "name",
         "queue_timeout",
+        "tally",
     )
 
     def __init__(
@@ -135,6 +138,8 @@ class Bulkhead(Policy):
         self._lock = threading.Lock()
         self._active = 0
         self._waiters: deque[_Waiter] = deque()
+        self.tally = Tally()
+        """Calls admitted (``allowed``) and refused so far, read by metrics exporters."""
 
     @property
     def max_concurrent(self) -> int:
@@ -159,8 +164,10 @@ class Bulkhead(Policy):
         lock.acquire()
         if self._active < self._limit and not self._waiters:
             self._active += 1
+            self.tally.allowed += 1
             lock.release()
         elif not self.max_queue:
+            self.tally.rejected += 1
             lock.release()
             if self._events.wants(BulkheadRejected):
                 self._events.emit(BulkheadRejected(self.name, "full"))
@@ -179,8 +186,10 @@ class Bulkhead(Policy):
         lock.acquire()
         if self._active < self._limit and not self._waiters:
             self._active += 1
+            self.tally.allowed += 1
             lock.release()
         elif not self.max_queue:
+            self.tally.rejected += 1
             lock.release()
             if self._events.wants(BulkheadRejected):
                 self._events.emit(BulkheadRejected(self.name, "full"))
@@ -200,6 +209,7 @@ class Bulkhead(Policy):
         with self._lock:
             if self._active < self._limit and not self._waiters:
                 self._active += 1
+                self.tally.allowed += 1
                 return
         self._enter_slow()
 
@@ -208,6 +218,7 @@ class Bulkhead(Policy):
         with self._lock:
             if self._active < self._limit and not self._waiters:
                 self._active += 1
+                self.tally.allowed += 1
                 return
         await self._aenter_slow()
 
@@ -224,7 +235,9 @@ class Bulkhead(Policy):
             waiter = waiters.popleft()
             waiter.granted = True
             self._active += 1
-            if not waiter.wake():
+            if waiter.wake():
+                self.tally.allowed += 1
+            else:
                 waiter.granted = False
                 self._active -= 1
 
@@ -233,9 +246,11 @@ class Bulkhead(Policy):
         with self._lock:
             if self._active < self._limit and not self._waiters:
                 self._active += 1
+                self.tally.allowed += 1
                 return None
             if len(self._waiters) >= self.max_queue:
                 reason = "full"
+                self.tally.rejected += 1
             else:
                 waiter = waiter_factory()
                 self._waiters.append(waiter)
@@ -266,6 +281,8 @@ class Bulkhead(Policy):
             raise
         if woke or self._abandon(waiter):
             return
+        with self._lock:
+            self.tally.rejected += 1
         raise self._rejected("timeout")
 
     async def _aenter_slow(self) -> None:
@@ -284,6 +301,8 @@ class Bulkhead(Policy):
         except TimeoutError:
             if self._abandon(waiter):
                 return  # a slot arrived as the timer fired: use it
+            with self._lock:
+                self.tally.rejected += 1
             raise self._rejected("timeout") from None
         except BaseException:  # cancelled: give back a slot handed to us meanwhile
             if self._abandon(waiter):

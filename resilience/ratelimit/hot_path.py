@@ -15,6 +15,7 @@ from typing import Protocol
 
 from resilience.errors import InvalidKey, StoreError
 from resilience.events import EventBus, RateLimitExceeded
+from resilience.metrics import Tally
 from resilience.ratelimit.algorithms.base import check_cost
 from resilience.ratelimit.decision import Decision
 from resilience.ratelimit.store import LocalTable, RateLimitTable
@@ -34,12 +35,15 @@ def bind_try_acquire(
     events: EventBus,
     rejected: Callable[[str, float, Decision], None],
     failed: Callable[[StoreError, str, float], Decision],
+    tally: Tally,
 ) -> TryAcquire:
     """Decide now for ``key``; never blocks.  Consumes ``cost`` only when allowed.
 
     ``rejected`` reports a rejection (called only when ``events`` wants
     :class:`RateLimitExceeded`); ``failed`` turns a store error into the
-    limiter's decision (``on_store_error``, fallback, ``on_store_full``).
+    limiter's decision (``on_store_error``, fallback, ``on_store_full``), and counts
+    it in ``tally`` itself.  ``tally`` counts every decision the table made (under
+    the table lock for a local table, so exact with threads).
     ``events.wants`` is looked up per rejection: the bus replaces it when sinks change.
     """
     if not isinstance(table, LocalTable):
@@ -52,9 +56,12 @@ def bind_try_acquire(
                 decision = decide(key, cost, now())
             except StoreError as exc:
                 return failed(exc, key, cost)
-            if decision[0] or not events.wants(RateLimitExceeded):
+            if decision[0]:
+                tally.allowed += 1
                 return decision
-            rejected(key, cost, decision)
+            tally.rejected += 1
+            if events.wants(RateLimitExceeded):
+                rejected(key, cost, decision)
             return decision
 
         return try_acquire
@@ -84,6 +91,10 @@ def bind_try_acquire(
                     new, decision = step(state, at, cost)
                     if new is not state:
                         data[key] = new
+                if decision[0]:
+                    tally.allowed += 1
+                else:
+                    tally.rejected += 1
             finally:
                 release()
         except StoreError as exc:

@@ -18,6 +18,7 @@ from resilience import _validate
 from resilience.clock import Clock, now_function, resolve_clock
 from resilience.errors import RateLimited, StoreError, StoreFull
 from resilience.events import EventBus, RateLimitExceeded, StoreFailed, default_bus
+from resilience.metrics import Tally
 from resilience.policy import CALL, Policy, Steps, drive_async, drive_sync
 from resilience.ratelimit.algorithms.base import Algorithm, check_cost, check_period
 from resilience.ratelimit.decision import Decision, StoreFullDecision
@@ -80,6 +81,8 @@ class RateLimiter(Policy):
             store_error_retry_after, "store_error_retry_after"
         )
         self.store_errors = 0
+        self.tally = Tally()
+        """Decisions taken so far (allowed / rejected), read by metrics exporters."""
         self._events = default_bus if events is None else events
         self._table = self.store.table(algorithm, self._now, self.name)
         # A local table answers synchronously: calling it directly from atry_acquire
@@ -89,7 +92,12 @@ class RateLimiter(Policy):
         """Whether decisions are made in this process (a memory store): ``try_acquire``
         then never waits on I/O, and async callers may call it directly."""
         self.try_acquire = bind_try_acquire(
-            self._table, self._now, self._events, self._emit_rejected, self._store_failed
+            self._table,
+            self._now,
+            self._events,
+            self._emit_rejected,
+            self._store_failed,
+            self.tally,
         )
 
     # -- non-blocking decisions -------------------------------------------------
@@ -116,7 +124,11 @@ class RateLimiter(Policy):
                 self._count_store_error(exc, "fallback")
                 return await fallback.atry_acquire(key, cost)
             return self._store_failed(exc, key, cost)  # StoreFull and the policies
-        if not decision[0] and self._events.wants(RateLimitExceeded):
+        if decision[0]:
+            self.tally.allowed += 1
+            return decision
+        self.tally.rejected += 1
+        if self._events.wants(RateLimitExceeded):
             self._emit_rejected(key, cost, decision)
         return decision
 
@@ -245,7 +257,9 @@ class RateLimiter(Policy):
         self._count_store_error(exc, self.on_store_error)
         limit = self.algorithm.limit
         if self.on_store_error == "fail_open":
+            self.tally.allowed += 1
             return Decision(True, limit, limit, 0.0, 0.0)
+        self.tally.rejected += 1
         return Decision(False, limit, 0, self.store_error_retry_after, 0.0)
 
     def _store_full(self, exc: StoreFull) -> Decision:
@@ -253,7 +267,9 @@ class RateLimiter(Policy):
         self._count_store_error(exc, self.on_store_full)
         limit = self.algorithm.limit
         if self.on_store_full == "admit":
+            self.tally.allowed += 1
             return Decision(True, limit, limit, 0.0, 0.0)
+        self.tally.rejected += 1
         return StoreFullDecision(False, limit, 0, max(exc.retry_after, 0.001), 0.0)
 
     def _count_store_error(self, exc: BaseException, action: str) -> None:

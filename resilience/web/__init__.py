@@ -8,6 +8,7 @@ layers over this package, so both answer the same way.
 """
 
 from resilience.web.headers import HeaderStyle, RateLimitHeaders, retry_after_seconds
+from resilience.web.plans import PlanLimits
 from resilience.web.problem import CONTENT_TYPE, QUOTA_EXCEEDED, REDUCED_CAPACITY
 from resilience.web.request_keys import (
     CallableKey,
@@ -28,6 +29,7 @@ __all__ = [
     "ClientIP",
     "HeaderKey",
     "HeaderStyle",
+    "PlanLimits",
     "RateLimitHeaders",
     "RequestKey",
     "Route",
