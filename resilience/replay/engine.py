@@ -36,6 +36,7 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from resilience import _validate
 from resilience.errors import StoreError
 from resilience.ratelimit.algorithms import Algorithm, LeakyBucket
 from resilience.ratelimit.decision import Decision
@@ -235,8 +236,7 @@ class Replay:
     ) -> None:
         if not policies:
             raise ValueError("policies must name at least one policy")
-        if isinstance(max_keys, bool) or not isinstance(max_keys, int) or max_keys < 1:
-            raise ValueError(f"max_keys must be a positive integer, got {max_keys!r}")
+        _validate.whole_number(max_keys, "max_keys")
         if (
             isinstance(reorder_window, bool)
             or not isinstance(reorder_window, int | float)

@@ -64,9 +64,7 @@ class RetryBudget:
         self.window = _validate.non_negative_number(window, "window")
         if self.window == 0:
             raise ValueError("window must be positive, got 0")
-        if isinstance(buckets, bool) or not isinstance(buckets, int) or buckets < 1:
-            raise ValueError(f"buckets must be a positive whole number, got {buckets!r}")
-        self.buckets = buckets
+        self.buckets = _validate.whole_number(buckets, "buckets")
         self._reserve = self.min_per_second * self.window
         self._width = self.window / buckets
         self._slots = buckets + 1  # the current bucket plus `buckets` older ones

@@ -28,6 +28,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal
 
+from resilience import _validate
 from resilience.web.addresses import (
     IPAddress,
     IPNetwork,
@@ -373,8 +374,7 @@ class HeaderKey(RequestKey):
     ) -> None:
         if not isinstance(name, str) or not name or not name.isascii() or " " in name:
             raise ValueError(f"name must be an HTTP header name, got {name!r}")
-        if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1:
-            raise ValueError(f"max_length must be a positive integer, got {max_length!r}")
+        _validate.whole_number(max_length, "max_length")
         if fallback is not None and not isinstance(fallback, RequestKey):
             raise ValueError(
                 f"fallback must be a key extractor such as client_ip(), got {fallback!r}"
@@ -488,8 +488,7 @@ class CallableKey(RequestKey):
             raise ValueError(
                 f"fallback must be a key extractor such as client_ip(), got {fallback!r}"
             )
-        if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1:
-            raise ValueError(f"max_length must be a positive integer, got {max_length!r}")
+        _validate.whole_number(max_length, "max_length")
         self.fn = fn
         self.fallback = DEFAULT_KEY if fallback is None else fallback
         self.max_length = max_length
