@@ -91,6 +91,22 @@ class SlidingWindowCounter(Algorithm):
             ring[current % slots] = 0  # reuses the slot of the bucket that left
         state.move(current, self._width, n, slots)
 
+    def _rebase(self, state: _Counter, index: int) -> None:
+        """Relabel the newest sub-bucket as ``index`` (earlier), keeping every count.
+
+        A clock that stepped back then sees the counts where a forward clock would
+        have put them, so its refusals last at most what they would have without
+        the step (the period plus the rest of the sub-bucket).  O(buckets), rare.
+        """
+        n = self.buckets
+        slots = self._slots
+        delta = state.index - index
+        shift = delta % slots
+        ring = state.ring
+        ring[:] = ring[shift:] + ring[:shift]
+        state.last -= delta
+        state.move(index, self._width, n, slots)
+
     def _threshold(self, index: int, weighted: float, total: float, cost: float) -> float:
         """Earliest time within sub-bucket ``index`` at which ``cost`` fits (INF if none)."""
         room = self.limit - cost - total
@@ -116,8 +132,8 @@ class SlidingWindowCounter(Algorithm):
                 state = _Counter(self._slots, index, width, self.buckets)
             elif index > state.index:
                 self._advance(state, index)
-            else:  # a clock that went backwards: stay in the newest sub-bucket
-                index = state.index
+            else:  # a clock that went backwards: the counts move to its sub-bucket
+                self._rebase(state, index)
         ring = state.ring
         weighted = ring[state.wslot]
         total = state.total

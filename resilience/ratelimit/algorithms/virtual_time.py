@@ -9,6 +9,14 @@ interval``, and moves ``s`` to ``max(s, now) + c * interval``.  One float per
 key is what keeps idle keys small, and ``s <= now`` is exactly "back to full",
 which is what the store uses to reclaim keys.
 
+A clock that steps backwards (NTP, or hosts whose clocks disagree) can find
+``s`` further ahead of ``now`` than any admission could have put it (an
+empty bucket is ``s = now + burst * interval``).  ``s`` is then pulled back
+to exactly that, "empty as of now", so nobody waits out the step: the
+longest refusal stays ``cost * interval``.  A forward-moving clock never
+gets there (a margin of a few ulps absorbs rounding), so its decisions are
+exactly what they were.
+
 The classes differ in their parameters and, for the leaky bucket in
 ``"shape"`` mode, in what an admission means: the request is queued and must
 wait ``Decision.delay`` so that requests leave at the steady rate.
@@ -32,22 +40,27 @@ _new = tuple.__new__  # builds a Decision without the NamedTuple __new__ wrapper
 __all__ = ["GCRA", "LeakyBucket", "TokenBucket"]
 
 _ROUND = 1e-9  # tolerance when flooring the informational ``remaining`` count
+# Relative margin (2**-49: a few ulps) before a state counts as ahead of any possible
+# admission: covers the rounding of the admission arithmetic, nothing more.
+_ULPS = 2.0**-49
 
 
 class _VirtualTime(Algorithm):
     """Shared transition for the one-float algorithms."""
 
-    __slots__ = ("_burst", "_interval", "_shape")
+    __slots__ = ("_burst", "_interval", "_shape", "_span")
 
     _burst: int
     _interval: float
     _shape: bool
+    _span: float  # burst * interval: how far ahead of now an empty bucket's state is
 
     def _setup(self, limit: object, period: object, burst: object, burst_field: str) -> None:
         self.limit = check_count(limit, "limit")
         self.period = check_period(period)
         self._burst = self.limit if burst is None else check_count(burst, burst_field)
         self._interval = self.period / self.limit
+        self._span = self._burst * self._interval
         self._shape = False
 
     @property
@@ -68,6 +81,8 @@ class _VirtualTime(Algorithm):
             full_at = now + cost * interval
             remaining = int(burst - cost + _ROUND)
             return full_at, _new(Decision, (True, self.limit, remaining, 0.0, full_at - now))
+        if state - now > self._span:  # further ahead than an empty bucket: a clock stepped back
+            state = self.behind(state, now)
         if cost > burst:
             return state, self.reject_forever(
                 int(burst - (state - now) / interval + _ROUND), state - now
@@ -97,6 +112,13 @@ class _VirtualTime(Algorithm):
                 state - now,
             ),
         )
+
+    def behind(self, state: float, now: float) -> float:
+        """``state`` seen from a clock that stepped back: never more than empty as of ``now``."""
+        span = self._span
+        if state - now > span + (abs(state) + span) * _ULPS:
+            return now + span
+        return state  # within rounding of empty: what a forward clock produces
 
     def full_at(self, state: float | None) -> float:
         return -INF if state is None else state

@@ -25,7 +25,23 @@ if not state or state <= now then
   return reply(1, trunc(burst - cost + 1e-9), 0, full_at - now, 0)
 end
 
+-- Further ahead of now than an empty bucket (a clock that stepped back): pulled back
+-- to empty as of now, beyond a few ulps of rounding (_VirtualTime.behind).  Stored
+-- whatever the decision, so the refusal it answers is the one a retry meets.
+local span = burst * interval
+local behind = false
+if state - now > span and state - now > span + (math.abs(state) + span) * 1.7763568394002505e-15 then
+  state = now + span
+  behind = true
+end
+local function keep()
+  if behind then
+    redis.call('SET', key, pack(state), 'PX', ttl_ms(state - now, margin))
+  end
+end
+
 if cost > burst then
+  keep()
   return reply(0, trunc(burst - (state - now) / interval + 1e-9), INF, state - now, 0)
 end
 
@@ -44,6 +60,7 @@ if now >= allow_at then
   return reply(1, remaining, 0, full_at - now, delay)
 end
 
+keep()
 local remaining = trunc(burst - (state - now) / interval + 1e-9)
 if remaining < 0 then
   remaining = 0
