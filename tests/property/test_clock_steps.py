@@ -24,7 +24,14 @@ from resilience import (
     SlidingWindowLog,
     TokenBucket,
 )
-from resilience.breaker import BreakerConfig, CircuitState, CountWindow, MemoryBreakerTable, Permit, TimeWindow
+from resilience.breaker import (
+    BreakerConfig,
+    CircuitState,
+    CountWindow,
+    MemoryBreakerTable,
+    Permit,
+    TimeWindow,
+)
 from resilience.ratelimit.algorithms.base import Algorithm
 from resilience.testing import arrivals, costs
 

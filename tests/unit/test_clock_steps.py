@@ -39,7 +39,12 @@ def limiter(algorithm: Algorithm, clock: FakeClock) -> RateLimiter:
 
 @pytest.mark.parametrize(
     "algorithm",
-    [GCRA(10, 60.0), TokenBucket(10, 60.0), LeakyBucket(10, 60.0), LeakyBucket(10, 60.0, mode="shape")],
+    [
+        GCRA(10, 60.0),
+        TokenBucket(10, 60.0),
+        LeakyBucket(10, 60.0),
+        LeakyBucket(10, 60.0, mode="shape"),
+    ],
     ids=lambda a: f"{a.kind}-{getattr(a, 'mode', '')}",
 )
 def test_bucket_used_once_then_stepped_back_an_hour_waits_one_interval(
