@@ -357,3 +357,13 @@ def test_sliding_log_forgets_float_residue_with_its_last_entry() -> None:
         state, _ = log.decide(state, t, cost)
     state, decision = log.decide(state, 1.0, 2)  # every entry has left: the full limit fits
     assert decision.allowed and decision.remaining == 0
+
+
+def test_sliding_log_retry_after_is_finite_despite_fractional_residue() -> None:
+    """0.1 + 1 - 1 is 0.10000000000000009: a "cost that must leave" scan answered never."""
+    log = SlidingWindowLog(1, 0.25)
+    state, first = log.decide(None, 0.0, 0.1)
+    assert first.allowed
+    state, refused = log.decide(state, 0.125, 1)
+    assert not refused.allowed and refused.retry_after == 0.125  # was inf
+    assert log.decide(state, 0.25, 1)[1].allowed

@@ -84,17 +84,21 @@ class SlidingWindowLog(Algorithm):
             if cost != 1:
                 state.odd += 1
             return state, _new(Decision, (True, limit, int(limit - total - cost), 0.0, period))
-        need = total + cost - limit  # cost that must leave the window first
         if not state.odd:
+            need = total + cost - limit  # cost that must leave the window first
             # Every entry costs 1: the first ceil(need) entries must go.  O(1), so a
             # client hammering a key with a large limit cannot make rejections scan it.
             allow_at = times[math.ceil(need) - 1] + period
         else:
-            freed: float = 0
+            # Replay the running total as the pops above will compute it (the same
+            # subtractions in the same order, zero once the log is empty), so a retry
+            # at allow_at is admitted even when fractional costs leave float residue.
+            left = total
+            last = len(times) - 1
             allow_at = INF
-            for t, c in zip(times, costs, strict=True):
-                freed += c
-                if freed >= need:
+            for i, (t, c) in enumerate(zip(times, costs, strict=True)):
+                left = left - c if i < last else 0
+                if left + cost <= limit:
                     allow_at = t + period
                     break
         retry_after = allow_at - now

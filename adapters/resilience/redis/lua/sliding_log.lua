@@ -145,18 +145,26 @@ if total + cost <= limit then
   return reply(1, trunc(limit - total - cost), 0, period, 0)
 end
 
--- Rejected: the earliest time enough of the oldest entries have left.
-local need = total + cost - limit
-local freed = 0
+-- Rejected: the earliest time enough of the oldest entries have left, replaying the
+-- running total as the pops will compute it (zero once the list is empty), so a retry
+-- then is admitted even with float residue from fractional costs (as in Python).
+local left = total
+local count = redis.call('LLEN', key) - 1 - popped -- entries still in the window
 local allow_at = INF
 local pos = popped + 1
+local seen = 0
 local done = false
 while not done do
   local chunk = redis.call('LRANGE', key, pos, pos + BATCH - 1)
   for i = 1, #chunk do
     local t, c = entry(chunk[i])
-    freed = freed + c
-    if freed >= need then
+    seen = seen + 1
+    if seen < count then
+      left = left - c
+    else
+      left = 0
+    end
+    if left + cost <= limit then
       allow_at = t + period
       done = true
       break
