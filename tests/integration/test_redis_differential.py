@@ -244,3 +244,40 @@ def test_lua_helpers_match_python(client: redis.Redis, pairs: list[tuple[float, 
     # Window indexes beyond 2**52 are not exact in Python either (int -> float); out of domain.
     pairs = [(a, b) for a, b in pairs if abs(a / b) < 2.0**52]
     assert lua_helpers(client, pairs) == python_helpers(pairs)
+
+
+# -- the issue's hour-long step, every algorithm, memory and Redis side by side -------------
+
+HOUR_STEP = [
+    TokenBucket(10, 60.0),
+    GCRA(10, 60.0),
+    LeakyBucket(10, 60.0),
+    LeakyBucket(10, 60.0, mode="shape"),
+    FixedWindow(10, 60.0),
+    SlidingWindowLog(10, 60.0),
+    SlidingWindowCounter(10, 60.0, buckets=4),
+]
+
+
+@pytest.mark.parametrize("algorithm", HOUR_STEP, ids=lambda a: f"{a.kind}-{getattr(a, 'mode', '')}")
+@pytest.mark.parametrize("used", [1, 10], ids=["used-once", "exhausted"])
+def test_an_hour_backward_step_waits_no_longer_than_a_forward_clock(
+    algorithm: Algorithm, used: int, client: redis.Redis
+) -> None:
+    """Before: ~3,552 s (buckets used once), 3,620-3,660 s (windows and logs exhausted)."""
+    client.flushall()
+    with pytest.warns(RuntimeWarning, match="cannot bound sync decisions"):
+        store = RedisStore(client, clock="client", ttl_margin=3600)
+    clock = HostClock()
+    memory = RateLimiter(algorithm, clock=clock, events=EventBus())
+    remote = RateLimiter(algorithm, store=store, clock=clock, events=EventBus())
+    clock.now = 1_700_000_000.0
+    for _ in range(used):
+        assert memory.try_acquire("k") == remote.try_acquire("k")
+    clock.now -= 3600.0
+    for cost in (1, 10):
+        expected = memory.try_acquire("k", cost)
+        got = remote.try_acquire("k", cost)
+        assert got == expected
+        assert got.allowed or got.retry_after <= retry_bound(algorithm, cost) + 1e-6
+    assert remote.store_errors == 0
