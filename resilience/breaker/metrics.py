@@ -179,7 +179,7 @@ def bucket_index(t: float, width: float) -> int:
 
 
 def new_metrics(window: Window, start: float) -> WindowMetrics:
-    """Fresh, empty totals for ``window``, starting at ``start``."""
+    """Fresh, empty totals for ``window`` (a time window's first bucket is its first record's)."""
     if isinstance(window, CountWindow):
         return CountMetrics(window.size)
     return TimeMetrics(window, start)

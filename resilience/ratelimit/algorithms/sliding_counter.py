@@ -7,6 +7,10 @@ the one before them weighted by how much of it still overlaps the window
 (``buckets=1`` is the classic "previous window weighted" counter).  More
 buckets make the estimate finer; work per decision stays O(1) amortised
 because the total is kept running, not recounted.
+
+A clock that steps back before the newest sub-bucket relabels it (and those
+before it) as the stepped clock's: nothing counted is dropped, and the
+longest refusal stays the period plus the rest of the current sub-bucket.
 """
 
 from __future__ import annotations

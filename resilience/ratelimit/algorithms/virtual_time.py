@@ -81,9 +81,8 @@ class _VirtualTime(Algorithm):
             full_at = now + cost * interval
             remaining = int(burst - cost + _ROUND)
             return full_at, _new(Decision, (True, self.limit, remaining, 0.0, full_at - now))
-        if state - now > self._span:  # further ahead than an empty bucket: a clock stepped back
-            state = self.behind(state, now)
         if cost > burst:
+            state = self.behind(state, now)
             return state, self.reject_forever(
                 int(burst - (state - now) / interval + _ROUND), state - now
             )
@@ -98,6 +97,11 @@ class _VirtualTime(Algorithm):
                 shaped.delay = state - now
                 return full_at, shaped
             return full_at, _new(Decision, (True, self.limit, remaining, 0.0, full_at - now))
+        # Rejected.  Further ahead than an empty bucket, which no admission produces (so
+        # the admitted path above never needs this test): a clock that stepped back.
+        if state - now > self._span:
+            state = self.behind(state, now)
+            allow_at = state - (burst - cost) * interval
         remaining = int(burst - (state - now) / interval + _ROUND)
         retry_after = allow_at - now
         if now + retry_after < allow_at:  # rare: rounding; walk up to the exact float

@@ -25,23 +25,22 @@ if not state or state <= now then
   return reply(1, trunc(burst - cost + 1e-9), 0, full_at - now, 0)
 end
 
--- Further ahead of now than an empty bucket (a clock that stepped back): pulled back
--- to empty as of now, beyond a few ulps of rounding (_VirtualTime.behind).  Stored
--- whatever the decision, so the refusal it answers is the one a retry meets.
+-- A state further ahead of now than an empty bucket, which no admission produces: a
+-- clock that stepped back.  Pulled back to empty as of now, beyond a few ulps of
+-- rounding, and stored, so the refusal answered is the one a retry meets
+-- (_VirtualTime.behind; only rejections can meet such a state).
 local span = burst * interval
-local behind = false
-if state - now > span and state - now > span + (math.abs(state) + span) * 1.7763568394002505e-15 then
-  state = now + span
-  behind = true
-end
-local function keep()
-  if behind then
+local function behind()
+  if state - now > span + (math.abs(state) + span) * 1.7763568394002505e-15 then
+    state = now + span
     redis.call('SET', key, pack(state), 'PX', ttl_ms(state - now, margin))
+    return true
   end
+  return false
 end
 
 if cost > burst then
-  keep()
+  behind()
   return reply(0, trunc(burst - (state - now) / interval + 1e-9), INF, state - now, 0)
 end
 
@@ -60,7 +59,9 @@ if now >= allow_at then
   return reply(1, remaining, 0, full_at - now, delay)
 end
 
-keep()
+if state - now > span and behind() then
+  allow_at = state - (burst - cost) * interval
+end
 local remaining = trunc(burst - (state - now) / interval + 1e-9)
 if remaining < 0 then
   remaining = 0
