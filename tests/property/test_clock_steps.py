@@ -179,3 +179,31 @@ def test_breaker_never_refuses_longer_than_open_duration_after_backward_steps(
     if permit.allowed or permit.state is not CircuitState.OPEN or table.snapshot(now).held:
         return
     assert table.acquire(now + permit.retry_after).allowed
+
+
+@SETTINGS
+@given(algorithms(), stepped_schedules(), offsets, back_steps, st.integers(1, 3))
+def test_settle_is_what_the_next_decision_sees(
+    algorithm: Algorithm,
+    schedule: list[tuple[float, float]],
+    offset: float,
+    back: float,
+    probe_cost: int,
+) -> None:
+    """Stores reclaim by ``full_at(settle(state, now))``: it must agree with ``decide``."""
+    import copy
+
+    state: Any = None
+    now = offset
+    for t, cost in schedule:
+        now = offset + t
+        state, _ = algorithm.decide(state, now, cost)
+    if state is None:
+        return
+    now -= back
+    settled = algorithm.settle(copy.deepcopy(state), now)
+    assert algorithm.full_at(settled) - now <= algorithm.horizon + slack(now, algorithm.horizon)
+    direct = algorithm.decide(copy.deepcopy(state), now, probe_cost)
+    via = algorithm.decide(settled, now, probe_cost)
+    assert direct[1] == via[1]
+    assert algorithm.full_at(direct[0]) == algorithm.full_at(via[0])

@@ -151,3 +151,33 @@ def test_fake_clock_step_back_validates() -> None:
     for bad in (-1.0, math.inf, math.nan):
         with pytest.raises(ValueError, match="step_back"):
             clock.step_back(bad)
+
+
+@pytest.mark.parametrize(
+    "algorithm",
+    [
+        GCRA(2, 60.0),
+        FixedWindow(2, 60.0),
+        SlidingWindowLog(2, 60.0),
+        SlidingWindowCounter(2, 60.0, 4),
+    ],
+    ids=lambda a: a.kind,
+)
+def test_a_full_memory_store_refuses_new_keys_no_longer_after_a_step(algorithm: Algorithm) -> None:
+    """max_keys reached and every key limited: a new key waits for the first reclaimable one."""
+    from resilience import MemoryStore
+
+    clock = FakeClock(T0)
+    store = MemoryStore(max_keys=2)
+    lim = RateLimiter(algorithm, store=store, clock=clock, events=EventBus())
+    for key in ("a", "b"):
+        assert lim.try_acquire(key, cost=2).allowed
+    most = algorithm.period * (1.25 if isinstance(algorithm, SlidingWindowCounter) else 1.0)
+    assert algorithm.horizon == most
+    forward = lim.try_acquire("c")
+    assert not forward.allowed and 0 < forward.retry_after <= most
+    clock.step_back(HOUR)
+    refused = lim.try_acquire("c")  # was 3,600 s more than on the forward clock
+    assert not refused.allowed and 0 < refused.retry_after <= most
+    clock.advance(refused.retry_after)
+    assert lim.try_acquire("c").allowed  # a key was reclaimed: not waiting out the hour

@@ -114,6 +114,17 @@ class Algorithm(ABC):
     def full_at(self, state: Any) -> float:
         """The time from which ``state`` is equivalent to "never seen" (full)."""
 
+    @property
+    def horizon(self) -> float:
+        """How far after ``now`` ``full_at`` can lie on a clock that only moves forward."""
+        return self.period
+
+    def settle(self, state: Any, now: float) -> Any:
+        """``state`` as a decision at ``now`` would see it: a clock that stepped back moves
+        what lies further ahead than :attr:`horizon` (see each algorithm); may update in
+        place.  For stores that judge states without deciding (reclamation)."""
+        return state
+
     def params(self) -> dict[str, object]:
         """Configuration as plain data (for specs, logs and the Redis scripts)."""
         return {"limit": self.limit, "period": self.period}

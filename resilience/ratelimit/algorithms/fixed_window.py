@@ -82,5 +82,11 @@ class FixedWindow(Algorithm):
             retry_after = wait_until(now, end)
         return state, _new(Decision, (False, limit, int(limit - used), retry_after, end - now))
 
+    def settle(self, state: list[float] | None, now: float) -> list[float] | None:
+        if state is not None and now < state[2]:  # as decide does
+            state[2] = now
+            state[0] = now + self.period
+        return state
+
     def full_at(self, state: list[float] | None) -> float:
         return -INF if state is None else state[0]

@@ -188,6 +188,17 @@ class SlidingWindowCounter(Algorithm):
             ),
         )
 
+    @property
+    def horizon(self) -> float:
+        return self.period + self._width  # the newest count leaves (buckets + 1) widths on
+
+    def settle(self, state: _Counter | None, now: float) -> _Counter | None:
+        if state is not None and now < state.start:
+            index = window_index(now, self._width)
+            if index < state.index:  # as decide does
+                self._rebase(state, index)
+        return state
+
     def _reset(self, state: _Counter, now: float) -> float:
         at = self.full_at(state)
         return at - now if at > now else 0.0

@@ -109,6 +109,11 @@ class SlidingWindowLog(Algorithm):
             (False, limit, int(limit - total), retry_after, times[-1] + period - now),
         )
 
+    def settle(self, state: _Log | None, now: float) -> _Log | None:
+        if state is not None and state.times and state.times[-1] > now:
+            _restamp(state.times, now)
+        return state
+
     def full_at(self, state: _Log | None) -> float:
         if state is None or not state.times:
             return -INF

@@ -117,6 +117,15 @@ class _VirtualTime(Algorithm):
             ),
         )
 
+    @property
+    def horizon(self) -> float:
+        return self._span
+
+    def settle(self, state: float | None, now: float) -> float | None:
+        if state is not None and state - now > self._span:
+            return self.behind(state, now)
+        return state
+
     def behind(self, state: float, now: float) -> float:
         """``state`` seen from a clock that stepped back: never more than empty as of ``now``."""
         span = self._span
