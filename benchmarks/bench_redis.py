@@ -21,6 +21,12 @@ reach); the sliding log uses a 10 ms window so that its list stays in steady
 state (one entry out per entry in).  The server is a throwaway
 ``redis-server`` on a free 127.0.0.1 port, or ``$REDIS_URL`` when set.
 
+Two more tables run the same decisions on a throwaway Redis Cluster (3
+masters, 3 replicas: ``RedisClusterNodes``, needs ``redis-cli``) against a
+PING sent through the cluster client to the master of the benchmarked key
+(``client.ping(target_nodes=node)``), with redis-py's own ``EVALSHA``
+through the cluster client as the peer.
+
 The last table is the memory Redis reports (``MEMORY USAGE``) for one key of
 each algorithm, as quoted in ``docs/redis.md``.
 
@@ -269,6 +275,117 @@ async def async_table(url: str) -> list[Row]:
     return rows
 
 
+def _cluster_key(store: Any, algorithm: Algorithm, name: str) -> bytes:
+    return store.table(algorithm, lambda: 0.0, name).redis_key(KEY)  # type: ignore[no-any-return]
+
+
+def cluster_sync_table(startup: tuple[str, int]) -> list[Row]:
+    import redis.cluster
+
+    from resilience.redis import RedisStore
+
+    table = "Redis Cluster decision, sync: ns per call and x cluster PING to the key's master"
+    host, port = startup
+    options = {"socket_timeout": TIMEOUT, "socket_connect_timeout": TIMEOUT}
+    client = redis.cluster.RedisCluster(host=host, port=port, **options)
+    store = RedisStore(client, timeout=TIMEOUT)
+    rows: list[Row] = []
+    first: Paired | None = None
+    for label, algorithm in algorithms():
+        name = f"bench-cluster-{label}"
+        node = client.get_node_from_key(_cluster_key(store, algorithm, name))
+        ping = partial(client.ping, target_nodes=node)
+        limiter = RateLimiter(algorithm, store=store, name=name, events=EventBus())
+        _expect_allowed(limiter.try_acquire(KEY), label)
+        paired = paired_sync(ping, partial(limiter.try_acquire, KEY))
+        first = first or paired
+        rows.append(paired.row(table, f"resilience {label}", bar=True))
+    algorithm = GCRA(BIG, HUGE_PERIOD)
+    pooled = RedisStore(client, timeout=TIMEOUT, connections=0)
+    name = "bench-cluster-pool"
+    limiter = RateLimiter(algorithm, store=pooled, name=name, events=EventBus())
+    node = client.get_node_from_key(_cluster_key(pooled, algorithm, name))
+    ping = partial(client.ping, target_nodes=node)
+    rows.append(
+        paired_sync(ping, partial(limiter.try_acquire, KEY)).row(
+            table, "resilience GCRA, connections=0 (node pool per call)", bar=False
+        )
+    )
+    script = client.register_script("return 1")
+    script(keys=[KEY])
+    node = client.get_node_from_key(KEY)
+    ping = partial(client.ping, target_nodes=node)
+    evalsha = partial(client.evalsha, script.sha, 1, KEY)
+    rows.append(
+        paired_sync(ping, evalsha).row(table, "redis-py EVALSHA 'return 1' via cluster", bar=False)
+    )
+    bare = node.redis_connection.ping
+    rows.append(paired_sync(ping, bare).row(table, "redis-py PING on the node's client", bar=False))
+    assert first is not None
+    rows.insert(0, Paired(first.bare, first.bare).row(table, "cluster PING (bare)", bar=False))
+    store.close()
+    client.close()
+    return rows
+
+
+async def cluster_async_table(startup: tuple[str, int]) -> list[Row]:
+    import redis.asyncio.cluster
+
+    from resilience.redis import RedisStore
+
+    table = "Redis Cluster decision, async: ns per call and x cluster PING to the key's master"
+    host, port = startup
+    options = {"socket_timeout": TIMEOUT, "socket_connect_timeout": TIMEOUT}
+    client = redis.asyncio.cluster.RedisCluster(host=host, port=port, **options)
+    await client.initialize()
+    store = RedisStore(client, timeout=TIMEOUT)
+    rows: list[Row] = []
+    first: Paired | None = None
+    for label, algorithm in algorithms():
+        name = f"bench-cluster-{label}"
+        node = client.get_node_from_key(_cluster_key(store, algorithm, name))
+        ping = partial(client.ping, target_nodes=node)
+        limiter = RateLimiter(algorithm, store=store, name=name, events=EventBus())
+        _expect_allowed(await limiter.atry_acquire(KEY), label)
+        paired = await paired_async(ping, partial(limiter.atry_acquire, KEY))
+        first = first or paired
+        rows.append(paired.row(table, f"resilience {label}", bar=True))
+    algorithm = GCRA(BIG, HUGE_PERIOD)
+    pooled = RedisStore(client, timeout=TIMEOUT, connections=0)
+    name = "bench-cluster-pool"
+    limiter = RateLimiter(algorithm, store=pooled, name=name, events=EventBus())
+    node = client.get_node_from_key(_cluster_key(pooled, algorithm, name))
+    ping = partial(client.ping, target_nodes=node)
+    paired = await paired_async(ping, partial(limiter.atry_acquire, KEY))
+    rows.append(paired.row(table, "resilience GCRA, connections=0 (node pool per call)", bar=False))
+    script = client.register_script("return 1")
+    await script(keys=[KEY])
+    node = client.get_node_from_key(KEY)
+    ping = partial(client.ping, target_nodes=node)
+    evalsha = partial(client.evalsha, script.sha, 1, KEY)
+    paired = await paired_async(ping, evalsha)
+    rows.append(paired.row(table, "redis-py EVALSHA 'return 1' via cluster", bar=False))
+    assert first is not None
+    rows.insert(0, Paired(first.bare, first.bare).row(table, "cluster PING (bare)", bar=False))
+    await store.aclose()
+    await pooled.aclose()
+    await client.aclose()
+    return rows
+
+
+def cluster_tables() -> list[Row]:
+    """Both cluster tables on a throwaway cluster; none when redis-cli is missing."""
+    from resilience.redis.testing import RedisClusterNodes, redis_cli_binary, redis_server_binary
+
+    if redis_cli_binary(redis_server_binary()) is None:
+        return []
+    with RedisClusterNodes() as cluster:
+        startup = cluster.startup_nodes[0]
+        rows = cluster_sync_table(startup)
+        rows += asyncio.run(cluster_async_table(startup))
+    return rows
+
+
 def memory_table(url: str) -> list[Row]:
     """``MEMORY USAGE`` of one key per algorithm, after 1 and after 100 admitted requests."""
     import redis
@@ -307,6 +424,7 @@ def run() -> list[Row]:
         rows = sync_table(url)
         rows += asyncio.run(async_table(url))
         rows += memory_table(url)
+    rows += cluster_tables()
     return rows
 
 

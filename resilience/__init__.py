@@ -20,11 +20,23 @@ from resilience.breaker import (
     TimeWindow,
 )
 from resilience.bulkhead import AdaptiveBulkhead, Bulkhead
+from resilience.claimcheck import (
+    ClaimCheck,
+    Envelope,
+    FileBlobStore,
+    MemoryBlobStore,
+    PayloadCorrupt,
+    PayloadMissing,
+    TicketExpired,
+    TicketInvalid,
+)
 from resilience.clock import SYSTEM_CLOCK, Clock, SleepingClock, SystemClock
 from resilience.composition import Composition, compose
 from resilience.errors import (
     BulkheadFull,
     CircuitOpen,
+    IdempotencyInProgress,
+    IdempotencyKeyReused,
     InvalidKey,
     RateLimited,
     ResilienceError,
@@ -34,6 +46,13 @@ from resilience.errors import (
 )
 from resilience.events import EventBus, default_bus
 from resilience.fallbacks import Fallback, fallback
+from resilience.idempotency import (
+    IdempotencyStore,
+    Idempotent,
+    MemoryIdempotencyStore,
+    idempotent,
+)
+from resilience.idempotency.sqlite import SQLiteIdempotencyStore
 from resilience.policy import Policy
 from resilience.ratelimit import (
     GCRA,
@@ -61,6 +80,14 @@ __all__ = [
     "BreakerStore",
     "CircuitBreaker",
     "CircuitState",
+    "ClaimCheck",
+    "Envelope",
+    "FileBlobStore",
+    "MemoryBlobStore",
+    "PayloadCorrupt",
+    "PayloadMissing",
+    "TicketExpired",
+    "TicketInvalid",
     "CountWindow",
     "MemoryBreakerStore",
     "TimeWindow",
@@ -77,8 +104,13 @@ __all__ = [
     "Fallback",
     "FixedWindow",
     "GCRA",
+    "IdempotencyInProgress",
+    "IdempotencyKeyReused",
+    "IdempotencyStore",
+    "Idempotent",
     "InvalidKey",
     "LeakyBucket",
+    "MemoryIdempotencyStore",
     "MemoryStore",
     "Policy",
     "RateLimitPolicy",
@@ -87,6 +119,7 @@ __all__ = [
     "ResilienceError",
     "Retry",
     "RetryBudget",
+    "SQLiteIdempotencyStore",
     "SYSTEM_CLOCK",
     "SleepingClock",
     "SlidingWindowCounter",
@@ -101,6 +134,7 @@ __all__ = [
     "compose",
     "default_bus",
     "fallback",
+    "idempotent",
     "parse_policy",
     "parse_rate",
     "rate_limit",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -18,6 +19,7 @@ from pathlib import Path
 
 from resilience.ratelimit.algorithms import Algorithm
 from resilience.ratelimit.spec import ALGORITHMS, parse_policy
+from resilience.replay.engine import DEFAULT_REORDER_WINDOW
 from resilience.replay.keys import KeySpec
 
 __all__ = ["build_parser", "main"]
@@ -63,6 +65,17 @@ def _whole(minimum: int) -> Callable[[str], int]:
 
 _positive = _whole(1)
 _non_negative = _whole(0)
+
+
+def _seconds(text: str) -> float:
+    """An argparse type: a finite number of seconds, zero or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0.0 <= value < math.inf:  # NaN fails both comparisons
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -125,6 +138,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="bound on live keys per policy, as MemoryStore(max_keys=N) (default: 1000000)",
     )  # fmt: skip
     replay.add_argument(
+        "--reorder-window", type=_seconds, default=DEFAULT_REORDER_WINDOW, metavar="SECONDS",
+        help="replay lines in time order when they trail the newest line by at most this "
+        "much (access logs are written at request completion); later lines are counted as "
+        f"late (default: {DEFAULT_REORDER_WINDOW:g}; 0 replays in file order)",
+    )  # fmt: skip
+    replay.add_argument(
         "--json", action="store_true", help="print the results as JSON instead of tables"
     )
     replay.add_argument(
@@ -175,6 +194,7 @@ def _replay(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         max_keys=args.max_keys,
         timeline=bool(args.plot),
         bad_lines=args.bad_lines,
+        reorder_window=args.reorder_window,
     )
     try:
         prepared = prepare(options)

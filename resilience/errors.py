@@ -15,6 +15,8 @@ if TYPE_CHECKING:
 __all__ = [
     "BulkheadFull",
     "CircuitOpen",
+    "IdempotencyInProgress",
+    "IdempotencyKeyReused",
     "InvalidKey",
     "RateLimited",
     "ResilienceError",
@@ -122,3 +124,29 @@ class StoreFull(StoreError):
 
 class InvalidKey(ResilienceError, ValueError):
     """A key is not a string or is longer than the store accepts."""
+
+
+class IdempotencyInProgress(ResilienceError):
+    """The first call with this idempotency key is still running (after waiting ``wait``).
+
+    ``retry_after``: seconds until its lease runs out if its owner stops renewing it.
+    """
+
+    def __init__(self, key: str, retry_after: float) -> None:
+        super().__init__(f"idempotency key {key!r} is in progress; retry after {retry_after:.3f}s")
+        self.key = key
+        self.retry_after = retry_after
+
+    def __reduce__(self) -> tuple[type[IdempotencyInProgress], tuple[str, float]]:
+        return (type(self), (self.key, self.retry_after))
+
+
+class IdempotencyKeyReused(ResilienceError):
+    """The idempotency key was used before with other arguments (another fingerprint)."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"idempotency key {key!r} was already used with other arguments")
+        self.key = key
+
+    def __reduce__(self) -> tuple[type[IdempotencyKeyReused], tuple[str]]:
+        return (type(self), (self.key,))

@@ -297,7 +297,7 @@ class CircuitBreaker(Policy):
 
     def _emit(self, transition: Transition) -> None:
         bus = self._events
-        if bus.sinks:
+        if bus.wants(CircuitStateChanged):
             old, new, reason = transition
             bus.emit(CircuitStateChanged(self.name, old.value, new.value, reason))
 

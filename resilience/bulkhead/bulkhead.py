@@ -162,7 +162,7 @@ class Bulkhead(Policy):
             lock.release()
         elif not self.max_queue:
             lock.release()
-            if self._events.sinks:
+            if self._events.wants(BulkheadRejected):
                 self._events.emit(BulkheadRejected(self.name, "full"))
             raise BulkheadFull(self.name)
         else:
@@ -182,7 +182,7 @@ class Bulkhead(Policy):
             lock.release()
         elif not self.max_queue:
             lock.release()
-            if self._events.sinks:
+            if self._events.wants(BulkheadRejected):
                 self._events.emit(BulkheadRejected(self.name, "full"))
             raise BulkheadFull(self.name)
         else:
@@ -291,7 +291,7 @@ class Bulkhead(Policy):
             raise
 
     def _rejected(self, reason: str) -> BulkheadFull:
-        if self._events.sinks:
+        if self._events.wants(BulkheadRejected):
             self._events.emit(BulkheadRejected(self.name, reason))
         return BulkheadFull(self.name)
 

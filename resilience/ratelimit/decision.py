@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from operator import itemgetter
 from typing import Any
 
-__all__ = ["Decision", "ShapedDecision", "from_values", "make_decision"]
+__all__ = ["Decision", "ShapedDecision", "StoreFullDecision", "from_values", "make_decision"]
 
 _new = tuple.__new__
 
@@ -92,6 +92,19 @@ class ShapedDecision(Decision):
 
     def __hash__(self) -> int:
         return tuple.__hash__(self) if not self.delay else hash((tuple(self), self.delay))
+
+
+class StoreFullDecision(Decision):
+    """A refusal because the limiter's bounded store has no room for a new key.
+
+    Server capacity, not the key's own quota: the web middlewares answer it
+    with 503 and their own problem type instead of an ordinary 429, so that
+    a client (and an operator) can tell "you sent too much" from "the server
+    is tracking too many clients".  ``retry_after``: when a stored key can
+    first be reclaimed.
+    """
+
+    __slots__ = ()
 
 
 def make_decision(

@@ -19,7 +19,7 @@ from resilience.errors import RateLimited, StoreError, StoreFull
 from resilience.events import EventBus, RateLimitExceeded, StoreFailed, default_bus
 from resilience.policy import CALL, Policy, Steps, drive_async, drive_sync
 from resilience.ratelimit.algorithms.base import Algorithm, check_cost, check_period
-from resilience.ratelimit.decision import Decision
+from resilience.ratelimit.decision import Decision, StoreFullDecision
 from resilience.stores.base import RateLimitStore
 from resilience.stores.memory import MemoryStore, MemoryTable
 
@@ -89,6 +89,9 @@ class RateLimiter(Policy):
         # A memory table answers synchronously: calling it directly from atry_acquire
         # saves creating and awaiting a coroutine per decision (~200 ns).
         self._adecide = None if isinstance(self._table, MemoryTable) else self._table.adecide
+        self.in_process: bool = self._adecide is None
+        """Whether decisions are made in this process (a memory store): ``try_acquire``
+        then never waits on I/O, and async callers may call it directly."""
         if isinstance(self._table, MemoryTable):
             # Shadow the method with the fused closure: same behaviour, one call level.
             vars(self)["try_acquire"] = self._table.bind_try_acquire(
@@ -105,7 +108,7 @@ class RateLimiter(Policy):
             decision = self._decide(key, cost, self._now())
         except StoreError as exc:
             return self._store_failed(exc, key, cost)
-        if not decision[0] and self._events.debug:
+        if not decision[0] and self._events.wants(RateLimitExceeded):
             self._emit_rejected(key, cost, decision)
         return decision
 
@@ -124,7 +127,7 @@ class RateLimiter(Policy):
                 self._count_store_error(exc, "fallback")
                 return await fallback.atry_acquire(key, cost)
             return self._store_failed(exc, key, cost)  # StoreFull and the policies
-        if not decision[0] and self._events.debug:
+        if not decision[0] and self._events.wants(RateLimitExceeded):
             self._emit_rejected(key, cost, decision)
         return decision
 
@@ -258,11 +261,11 @@ class RateLimiter(Policy):
         limit = self.algorithm.limit
         if self.on_store_full == "admit":
             return Decision(True, limit, limit, 0.0, 0.0)
-        return Decision(False, limit, 0, max(exc.retry_after, 0.001), 0.0)
+        return StoreFullDecision(False, limit, 0, max(exc.retry_after, 0.001), 0.0)
 
     def _count_store_error(self, exc: BaseException, action: str) -> None:
         self.store_errors += 1
-        if self._events.sinks:
+        if self._events.wants(StoreFailed):
             self._events.emit(
                 StoreFailed(self.name, "decide", f"{type(exc).__name__}: {exc}", action)
             )

@@ -11,6 +11,7 @@ at ``:`` and ``,``.
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -237,11 +238,7 @@ def _notes(result: ReplayResult) -> Iterator[RenderableType]:
                 text.append(f"\n  line {lineno}: {reason}")
         yield text
     if result.out_of_order:
-        yield Text(
-            f"{_plural(result.out_of_order, 'line')} older than a line before (by up to "
-            f"{_seconds(result.max_lag)}); they were replayed at the latest time seen.",
-            style="yellow",
-        )
+        yield _order_note(result)
     for p in result.policies:
         if p.store_refused:
             yield Text(
@@ -249,6 +246,25 @@ def _notes(result: ReplayResult) -> Iterator[RenderableType]:
                 "--max-keys keys still limited); those requests were admitted (fail open).",
                 style="yellow",
             )
+
+
+def _order_note(result: ReplayResult) -> Text:
+    """Out-of-order lines: put back in order by the window, or late and squeezed."""
+    older = (
+        f"{_plural(result.out_of_order, 'line')} older than a line above them (by up to "
+        f"{_seconds(result.max_lag)})"
+    )
+    window = _period(result.reorder_window)
+    if not result.late:
+        return Text(f"{older}, put back in time order by the {window} reorder window.")
+    fix = math.ceil(result.max_lag)
+    return Text(
+        f"{older}. {_plural(result.late, 'line')} arrived more than the {window} reorder "
+        f"window late: they were replayed at the replay's current time, squeezed together "
+        f"with later traffic, so bucket policies may reject more than they would have; "
+        f"--reorder-window {fix} replays every line in time order.",
+        style="yellow",
+    )
 
 
 def render(result: ReplayResult, console: Console, top: int = 10) -> None:
@@ -314,6 +330,9 @@ def as_dict(result: ReplayResult, top: int = 10) -> dict[str, Any]:
         "last_time": _iso(result.last_time),
         "out_of_order": result.out_of_order,
         "max_lag": result.max_lag,
+        "reorder_window": result.reorder_window,
+        "late": result.late,
+        "reorder_buffer_peak": result.buffer_peak,
         "bad_lines": {
             "count": result.bad.count,
             "first": [{"line": n, "reason": r} for n, r in result.bad.first],

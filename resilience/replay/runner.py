@@ -15,7 +15,7 @@ from typing import Protocol
 from resilience.ratelimit.algorithms import Algorithm
 from resilience.replay.badlines import BadLines
 from resilience.replay.clf import ClfParser
-from resilience.replay.engine import Replay, ReplayResult
+from resilience.replay.engine import DEFAULT_REORDER_WINDOW, Replay, ReplayResult
 from resilience.replay.keys import KeySpec
 from resilience.replay.source import FORMATS, Source, detect_format
 from resilience.replay.structured import CsvParser, JsonlParser
@@ -51,6 +51,7 @@ class ReplayOptions:
     max_keys: int = 1_000_000
     timeline: bool = False
     bad_lines: int = 10
+    reorder_window: float = DEFAULT_REORDER_WINDOW
 
 
 @dataclass(slots=True)
@@ -99,7 +100,12 @@ def run(prepared: Prepared, line_filter: LineFilter | None = None) -> ReplayResu
     options = prepared.options
     source = prepared.source
     bad = BadLines(options.bad_lines)
-    replay = Replay(options.policies, max_keys=options.max_keys, timeline=options.timeline)
+    replay = Replay(
+        options.policies,
+        max_keys=options.max_keys,
+        timeline=options.timeline,
+        reorder_window=options.reorder_window,
+    )
     with source:
         lines = source.lines()
         if line_filter is not None:

@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar, cast
 
 import tenacity
-from tenacity.retry import retry_if_exception
+from tenacity.retry import retry_base, retry_if_exception, retry_if_result
 from tenacity.stop import stop_after_attempt, stop_any, stop_base, stop_before_delay
 from tenacity.wait import WaitBaseT, wait_base, wait_none
 
@@ -61,7 +61,14 @@ DEFAULT_BACKOFF: Final = Backoff(initial=0.1, maximum=10.0, multiplier=2.0, jitt
 
 
 class _RetryAfterWait(wait_base):
-    """The backoff delay, raised to what the failure asked for (capped)."""
+    """The backoff delay, raised to what the failure asked for.
+
+    Never sooner than asked: a wait longer than ``max_retry_after`` is not cut
+    down to the cap (that would call back hours early, into a server that said
+    it is down for hours), it is infinite, so ``_stop_never_ready`` gives up at
+    once: the original error propagates (retrying on a result, that result
+    is returned).
+    """
 
     def __init__(
         self, backoff: wait_base, max_retry_after: float, wall_time: Callable[[], float]
@@ -74,12 +81,14 @@ class _RetryAfterWait(wait_base):
         delay = float(self.backoff(retry_state))
         outcome = retry_state.outcome
         exc = outcome.exception() if outcome is not None else None
+        if exc is None and outcome is not None:  # retried on a result: an HTTP response's header
+            exc = cast(BaseException, outcome.result())
         if exc is not None:
             asked = retry_after_of(exc, self.wall_time)
             if asked is not None:
-                if asked == math.inf:
-                    return math.inf  # "never": _stop_never_ready gives up
-                delay = max(delay, min(asked, self.max_retry_after))
+                if asked > self.max_retry_after:  # math.inf ("never") included
+                    return math.inf
+                delay = max(delay, asked)
         return delay
 
 
@@ -156,6 +165,7 @@ class Retry(Policy):
         "_needs_start",
         "_now",
         "_on",
+        "_wall_time",
         "attempts",
         "backoff",
         "budget",
@@ -164,6 +174,7 @@ class Retry(Policy):
         "name",
         "on",
         "respect_retry_after",
+        "retry_if_result",
     )
 
     def __init__(
@@ -179,7 +190,11 @@ class Retry(Policy):
         clock: Clock | None = None,
         name: str = "retry",
         events: EventBus | None = None,
+        retry_if_result: Callable[[Any], bool] | None = None,
     ) -> None:
+        if retry_if_result is not None and not callable(retry_if_result):
+            raise ValueError(f"retry_if_result must be a callable or None, got {retry_if_result!r}")
+        self.retry_if_result = retry_if_result
         if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
             raise ValueError(f"attempts must be a whole number >= 1, got {attempts!r}")
         if backoff is not None and not callable(backoff):
@@ -207,6 +222,8 @@ class Retry(Policy):
         self._on = self.on
         self._budget = budget
         self._needs_start = self.deadline is not None
+        wall = getattr(self._clock, "time", None)
+        self._wall_time: Callable[[], float] = wall if callable(wall) else time.time
         self._engine = self._build_engine()
 
     def _build_engine(self) -> tenacity.Retrying:
@@ -219,20 +236,22 @@ class Retry(Policy):
             stops.append(_stop_budget_spent(self.budget))  # last: it spends a token
         wait: wait_base = wait_none() if self.backoff is None else _as_wait(self.backoff)
         if self.respect_retry_after:
-            wall = getattr(self._clock, "time", None)
-            wall_time = wall if callable(wall) else time.time
-            wait = _RetryAfterWait(wait, self.max_retry_after, wall_time)
+            wait = _RetryAfterWait(wait, self.max_retry_after, self._wall_time)
         never = NEVER_RETRIED
         on = self.on
 
         def retryable(exc: BaseException) -> bool:
             return isinstance(exc, on) and not isinstance(exc, never)
 
+        predicate: retry_base = retry_if_exception(retryable)
+        if self.retry_if_result is not None:
+            predicate = predicate | retry_if_result(self.retry_if_result)
         return tenacity.Retrying(
             stop=stop_any(*stops),
             wait=wait,
-            retry=retry_if_exception(retryable),
+            retry=predicate,
             reraise=True,
+            retry_error_callback=_last_result,  # out of retries on a result: return it
         )
 
     # -- fast paths -------------------------------------------------------------
@@ -241,31 +260,39 @@ class Retry(Policy):
         """Run ``fn``; after a retryable failure, retry under tenacity's engine."""
         if self._budget is not None:
             self._budget.deposit()
-        start = self._now() if self._needs_start else 0.0
+        start = self._now() if self._needs_start or self.retry_if_result else 0.0
         try:
-            return fn(*args, **kwargs)
+            result = fn(*args, **kwargs)
         except self._on as exc:
             if isinstance(exc, NEVER_RETRIED):
                 raise
             steps = self._steps(exc, start)
+        else:
+            if self.retry_if_result is None or not self.retry_if_result(result):
+                return result
+            steps = self._steps(None, start, result)
         return cast(R, drive_sync(steps, self._clock, fn, args, kwargs))
 
     async def acall(self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """Await ``fn``; after a retryable failure, retry (sleeping on the clock)."""
         if self._budget is not None:
             self._budget.deposit()
-        start = self._now() if self._needs_start else 0.0
+        start = self._now() if self._needs_start or self.retry_if_result else 0.0
         try:
-            return await fn(*args, **kwargs)
+            result = await fn(*args, **kwargs)
         except self._on as exc:
             if isinstance(exc, NEVER_RETRIED):
                 raise
             steps = self._steps(exc, start)
+        else:
+            if self.retry_if_result is None or not self.retry_if_result(result):
+                return result
+            steps = self._steps(None, start, result)
         return cast(R, await drive_async(steps, self._clock, fn, args, kwargs))
 
     def __call__(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         """Decorate ``fn``.  Without budget or deadline the wrapper inlines the first try."""
-        if self._budget is not None or self._needs_start:
+        if self._budget is not None or self._needs_start or self.retry_if_result is not None:
             return decorate(self, fn)
         on = self._on
         clock = self._clock
@@ -300,12 +327,16 @@ class Retry(Policy):
 
     # -- the slow path: tenacity's iter protocol as driver steps -----------------
 
-    def _steps(self, first: BaseException, start: float) -> Steps[Any]:
+    def _steps(self, first: BaseException | None, start: float, result: Any = None) -> Steps[Any]:
         engine = self._engine.copy()  # per call: its own statistics and iter state
         engine.begin()
-        state = _CallState(engine, self._now, start if self._needs_start else self._now())
-        state.set_exception((type(first), first, first.__traceback__))
-        del first
+        timed = self._needs_start or self.retry_if_result is not None
+        state = _CallState(engine, self._now, start if timed else self._now())
+        if first is None:
+            state.set_result(result)  # retry_if_result asked for another attempt
+        else:
+            state.set_exception((type(first), first, first.__traceback__))
+        del first, result
         events = self._events
         while True:
             try:
@@ -314,13 +345,13 @@ class Retry(Policy):
                 if engine.iter_state.stop_run_result:
                     exc.add_note(
                         f"{self.name}: gave up after {state.attempt_number} attempt(s), "
-                        f"{state.idle_for:.3f}s asleep"
+                        f"{state.idle_for:.3f}s asleep{self._why_not_later(exc, state)}"
                     )
                 raise
             if not isinstance(action, tenacity.DoSleep):
                 return action  # a success: tenacity hands back the result
             delay = float(action)
-            if events.sinks:
+            if events.wants(RetryScheduled):
                 failed = state.outcome.exception() if state.outcome is not None else None
                 error = _describe(failed) if failed is not None else "result"
                 events.emit(RetryScheduled(self.name, state.attempt_number, delay, error))
@@ -335,11 +366,39 @@ class Retry(Policy):
             else:
                 state.set_result(result)
 
+    def _why_not_later(self, exc: BaseException, state: tenacity.RetryCallState) -> str:
+        """Why a failure that asked for a wait was not retried after it (for the note)."""
+        if not self.respect_retry_after:
+            return ""
+        asked = retry_after_of(exc, self._wall_time)
+        if asked is None:
+            return ""
+        if asked > self.max_retry_after:
+            return (
+                f"; it asked to retry after {asked:g}s, more than "
+                f"max_retry_after={self.max_retry_after:g}s (a retry is never sooner than asked)"
+            )
+        elapsed = state.seconds_since_start
+        if self.deadline is not None and elapsed is not None:
+            left = self.deadline - elapsed
+            if asked >= left:
+                return (
+                    f"; it asked to retry after {asked:g}s, "
+                    f"past the deadline ({max(left, 0.0):.3f}s left)"
+                )
+        return ""
+
     def __repr__(self) -> str:
         return (
             f"Retry(attempts={self.attempts!r}, on={self.on!r}, backoff={self.backoff!r}, "
             f"deadline={self.deadline!r}, budget={self.budget!r}, name={self.name!r})"
         )
+
+
+def _last_result(retry_state: tenacity.RetryCallState) -> Any:
+    """Out of attempts: the last result, or the last exception raised again."""
+    assert retry_state.outcome is not None
+    return retry_state.outcome.result()
 
 
 def _as_wait(backoff: Callable[..., Any]) -> wait_base:
@@ -365,6 +424,7 @@ def retry(
     clock: Clock | None = None,
     name: str = "retry",
     events: EventBus | None = None,
+    retry_if_result: Callable[[Any], bool] | None = None,
 ) -> Retry:
     """A retry policy: ``@retry(...)``, ``.call(fn, ...)`` or ``await .acall(fn, ...)``.
 
@@ -375,9 +435,16 @@ def retry(
     call, sleeps included, from the first attempt's start.  ``budget`` is a
     :class:`RetryBudget` shared with other policies.  With
     ``respect_retry_after`` a failure's ``retry_after`` (or its HTTP
-    ``Retry-After`` header) raises the sleep, capped at ``max_retry_after``;
-    a ``retry_after`` of ``math.inf`` ends the retries.  On giving up the last
-    exception is re-raised with a note saying how many attempts were made.
+    ``Retry-After`` header) raises the sleep: a retry is never sooner than
+    asked.  A wait longer than ``max_retry_after`` (or ``math.inf``), or one
+    that would end past the ``deadline``, ends the retries at once.  On giving
+    up the last exception is re-raised with a note saying how many attempts
+    were made and, when a requested wait stopped them, why.
+    ``retry_if_result(result) -> bool`` also retries a call that *returned*
+    something unwanted (an HTTP 503, say; its ``Retry-After`` header is
+    honoured like an exception's, and a wait too long for the cap or the
+    deadline returns that result at once); out of attempts, the last result
+    is returned.
     """
     return Retry(
         attempts=attempts,
@@ -390,4 +457,5 @@ def retry(
         clock=clock,
         name=name,
         events=events,
+        retry_if_result=retry_if_result,
     )

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 from resilience.errors import InvalidKey, StoreError, StoreFull
-from resilience.events import EventBus
+from resilience.events import EventBus, RateLimitExceeded
 from resilience.ratelimit.algorithms.base import INF, Algorithm
 from resilience.ratelimit.decision import Decision
 
@@ -143,7 +143,7 @@ class MemoryTable:
                         f"rate-limit key must be a str, got {type(key).__name__}"
                     ) from None
                 raise
-            if decision[0] or not events.debug:
+            if decision[0] or not events.wants(RateLimitExceeded):
                 return decision
             rejected(key, cost, decision)
             return decision

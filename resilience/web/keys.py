@@ -10,12 +10,20 @@ then lock out all the others).
 
 Keys are namespaced so that they cannot collide: addresses stay bare
 (``203.0.113.7``, ``2001:db8:1:2::/64``), header values become
-``x-api-key=<value>``; a client cannot pick an API key equal to someone
+``x-api-key#<digest>``; a client cannot pick an API key equal to someone
 else's address and drain that address's bucket.
+
+Header values are credentials more often than not (API keys, bearer
+tokens), and a key travels on to the store (Redis key names anyone with
+``SCAN`` reads), to events and to log lines.  So a header's value leaves the
+extractor only as a BLAKE2b digest (see :class:`KeyHasher`), unless the
+caller says it is not a secret (``header("X-Tenant", secret=False)`` keeps
+``x-tenant=<value>``).
 """
 
 from __future__ import annotations
 
+import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal
@@ -39,6 +47,7 @@ __all__ = [
     "ClientIP",
     "HeaderKey",
     "HeaderLookup",
+    "KeyHasher",
     "RequestKey",
     "clean_key",
     "client_ip",
@@ -266,17 +275,101 @@ def clean_key(value: object, max_length: int = MAX_KEY_LENGTH) -> str | None:
     return None
 
 
+HASH_PERSON = b"resilience.key"
+"""BLAKE2b personalisation: our digests differ from any other use of the same hash and key."""
+
+MIN_HASH_KEY = 16
+MAX_HASH_KEY = 64  # BLAKE2b's key size limit
+
+
+class KeyHasher:
+    """Turns a secret (an API key, a token) into the digest that stands for it in a rate-limit key.
+
+    BLAKE2b, 128-bit digest, hex (32 characters), keyed with ``hash_key``.
+    Why this and not a per-process random key: limits on Redis are shared by
+    every process and host, and survive restarts; a digest that differed per
+    process would split one client over as many buckets as there are
+    workers (and forgive it at each restart).  So the hash must be the same
+    everywhere, and the choice is between:
+
+    - ``hash_key=<a secret shared by your processes>`` (recommended): the
+      digest is a keyed MAC.  Someone who reads the store or the logs cannot
+      recover the value, nor test guesses against it.
+    - ``hash_key=None`` (the default, so the safe behaviour needs no setup):
+      a fixed public key, i.e. an unkeyed, personalised hash.  The value
+      cannot be recovered from its digest, but a reader can *confirm a
+      guess*.  Harmless for random API keys and tokens (2**100 or more
+      guesses); not enough for guessable values: configure a ``hash_key``.
+
+    Hashing costs ~500 ns, so the extractors memoise finished keys per raw
+    value (a bounded map, cleared when full): a client's key repeats in every
+    request, and a hit costs a dict lookup.
+    """
+
+    __slots__ = ("_base", "keyed")
+
+    def __init__(self, hash_key: bytes | str | None = None) -> None:
+        if hash_key is None:
+            material = b""
+        elif isinstance(hash_key, str):
+            material = hash_key.encode("utf-8")
+        elif isinstance(hash_key, bytes):
+            material = hash_key
+        else:
+            raise ValueError(
+                f"hash_key must be bytes, a str or None, got {type(hash_key).__name__}"
+            )
+        if hash_key is not None and not MIN_HASH_KEY <= len(material) <= MAX_HASH_KEY:
+            raise ValueError(
+                f"hash_key must be {MIN_HASH_KEY} to {MAX_HASH_KEY} bytes "
+                f"(e.g. secrets.token_bytes(32)), got {len(material)}"
+            )
+        self.keyed = hash_key is not None
+        self._base = hashlib.blake2b(digest_size=16, key=material, person=HASH_PERSON)
+
+    def digest(self, value: str) -> str:
+        """The hex digest standing for ``value`` (the same in every process with the same key)."""
+        hasher = self._base.copy()
+        hasher.update(value.encode("utf-8", "surrogatepass"))
+        return hasher.hexdigest()
+
+    def __repr__(self) -> str:  # never shows the key
+        return f"KeyHasher(keyed={self.keyed})"
+
+
+DEFAULT_HASHER = KeyHasher()
+
+
+def _hasher(secret: bool, hash_key: bytes | str | None) -> KeyHasher | None:
+    if not isinstance(secret, bool):
+        raise ValueError(f"secret must be True or False, got {secret!r}")
+    if not secret:
+        if hash_key is not None:
+            raise ValueError("hash_key applies to secret values only; drop it or set secret=True")
+        return None
+    return DEFAULT_HASHER if hash_key is None else KeyHasher(hash_key)
+
+
 class HeaderKey(RequestKey):
     """Key by one request header (an API key, a tenant id); fall back when absent or bad.
 
     A repeated header is treated as malformed (which copy would count?), as is a
-    value that is not printable ASCII or longer than ``max_length``.
+    value that is not printable ASCII or longer than ``max_length``.  With
+    ``secret=True`` (the default) the key is ``<name>#<digest>`` and the value
+    itself goes no further than this object; ``secret=False`` keys by
+    ``<name>=<value>``, readable in the store and the logs.
     """
 
-    __slots__ = ("_bname", "_prefix", "fallback", "max_length", "name")
+    __slots__ = ("_bname", "_hasher", "_memo", "_prefix", "fallback", "max_length", "name")
 
     def __init__(
-        self, name: str, *, fallback: RequestKey | None = None, max_length: int = MAX_KEY_LENGTH
+        self,
+        name: str,
+        *,
+        fallback: RequestKey | None = None,
+        max_length: int = MAX_KEY_LENGTH,
+        secret: bool = True,
+        hash_key: bytes | str | None = None,
     ) -> None:
         if not isinstance(name, str) or not name or not name.isascii() or " " in name:
             raise ValueError(f"name must be an HTTP header name, got {name!r}")
@@ -288,9 +381,16 @@ class HeaderKey(RequestKey):
             )
         self.name = name.lower()
         self._bname = self.name.encode("ascii")
-        self._prefix = self.name + "="
+        self._hasher = _hasher(secret, hash_key)
+        self._prefix = self.name + ("=" if self._hasher is None else "#")
         self.fallback = DEFAULT_KEY if fallback is None else fallback
         self.max_length = max_length
+        # Raw header value -> finished key: a client's value repeats in every request.
+        self._memo: dict[object, str] = {}
+
+    @property
+    def secret(self) -> bool:
+        return self._hasher is not None
 
     def from_scope(self, scope: Mapping[str, Any]) -> str:
         found: bytes | None = None
@@ -301,29 +401,62 @@ class HeaderKey(RequestKey):
                     return self.fallback.from_scope(scope)
                 found = value
         if found is not None:
+            key = self._memo.get(found)
+            if key is not None:
+                return key
             text = found.decode("latin-1") if isinstance(found, bytes) else str(found)
-            value = clean_header_value(text, self.max_length)
-            if value is not None:
-                return self._prefix + value
+            key = self._key_of(found, text)
+            if key is not None:
+                return key
         return self.fallback.from_scope(scope)
 
     def from_request(self, request: object, peer: str | None, headers: HeaderLookup) -> str:
         values = headers(self.name)
         if len(values) == 1:
-            value = clean_header_value(values[0], self.max_length)
-            if value is not None:
-                return self._prefix + value
+            raw = values[0]
+            key = self._memo.get(raw)
+            if key is not None:
+                return key
+            key = self._key_of(raw, raw)
+            if key is not None:
+                return key
         return self.fallback.from_request(request, peer, headers)
 
+    def _key_of(self, raw: object, text: str) -> str | None:
+        """The key for a header value not seen lately (``None``: unusable), memoised."""
+        value = clean_header_value(text, self.max_length)
+        if value is None:
+            return None
+        hasher = self._hasher
+        key = self._prefix + (value if hasher is None else hasher.digest(value))
+        memo = self._memo
+        if len(memo) >= MEMO_SIZE:
+            memo.clear()
+        memo[raw] = key
+        return key
+
     def __repr__(self) -> str:
-        return f"header({self.name!r}, fallback={self.fallback!r})"
+        return f"header({self.name!r}, fallback={self.fallback!r}, secret={self.secret})"
 
 
 def header(
-    name: str, *, fallback: RequestKey | None = None, max_length: int = MAX_KEY_LENGTH
+    name: str,
+    *,
+    fallback: RequestKey | None = None,
+    max_length: int = MAX_KEY_LENGTH,
+    secret: bool = True,
+    hash_key: bytes | str | None = None,
 ) -> HeaderKey:
-    """Key by the header ``name`` (e.g. ``"X-API-Key"``); else by ``fallback`` (the client IP)."""
-    return HeaderKey(name, fallback=fallback, max_length=max_length)
+    """Key by the header ``name`` (e.g. ``"X-API-Key"``); else by ``fallback`` (the client IP).
+
+    ``secret=True`` (default): the value reaches the store, events and logs
+    only as a BLAKE2b digest, keyed with ``hash_key`` when given (use the same
+    secret in every process that shares a store; see :class:`KeyHasher`).
+    ``secret=False``: the value is kept readable (a tenant id, a client name).
+    """
+    return HeaderKey(
+        name, fallback=fallback, max_length=max_length, secret=secret, hash_key=hash_key
+    )
 
 
 class CallableKey(RequestKey):
@@ -332,10 +465,13 @@ class CallableKey(RequestKey):
     The function returns a string (or an int such as a user id), or ``None``
     when it has nothing to say (an anonymous request): the ``fallback`` then
     decides.  An empty, over-long or non-string result counts as ``None``.
-    Exceptions it raises propagate: they are bugs, not client input.
+    Exceptions it raises propagate: they are bugs, not client input.  A
+    function that returns a secret (a session cookie, a token from the query
+    string) should say so with ``secret=True``: its result then becomes
+    ``#<digest>`` before it reaches the store (see :class:`KeyHasher`).
     """
 
-    __slots__ = ("fallback", "fn", "max_length")
+    __slots__ = ("_hasher", "_memo", "fallback", "fn", "max_length")
 
     def __init__(
         self,
@@ -343,6 +479,8 @@ class CallableKey(RequestKey):
         *,
         fallback: RequestKey | None = None,
         max_length: int = MAX_KEY_LENGTH,
+        secret: bool = False,
+        hash_key: bytes | str | None = None,
     ) -> None:
         if not callable(fn) or isinstance(fn, RequestKey):
             raise ValueError(f"key must be a callable or a key extractor, got {fn!r}")
@@ -355,17 +493,38 @@ class CallableKey(RequestKey):
         self.fn = fn
         self.fallback = DEFAULT_KEY if fallback is None else fallback
         self.max_length = max_length
+        self._hasher = _hasher(secret, hash_key)
+        self._memo: dict[str, str] = {}
+
+    @property
+    def secret(self) -> bool:
+        return self._hasher is not None
 
     def from_scope(self, scope: Mapping[str, Any]) -> str:
         key = clean_key(self.fn(scope), self.max_length)
-        return key if key is not None else self.fallback.from_scope(scope)
+        if key is None:
+            return self.fallback.from_scope(scope)
+        return key if self._hasher is None else self._hashed(key)
 
     def from_request(self, request: object, peer: str | None, headers: HeaderLookup) -> str:
         key = clean_key(self.fn(request), self.max_length)
-        return key if key is not None else self.fallback.from_request(request, peer, headers)
+        if key is None:
+            return self.fallback.from_request(request, peer, headers)
+        return key if self._hasher is None else self._hashed(key)
+
+    def _hashed(self, value: str) -> str:
+        memo = self._memo
+        key = memo.get(value)
+        if key is None:
+            assert self._hasher is not None
+            key = "#" + self._hasher.digest(value)
+            if len(memo) >= MEMO_SIZE:
+                memo.clear()
+            memo[value] = key
+        return key
 
     def __repr__(self) -> str:
-        return f"key_from({self.fn!r}, fallback={self.fallback!r})"
+        return f"key_from({self.fn!r}, fallback={self.fallback!r}, secret={self.secret})"
 
 
 def key_from(
@@ -373,9 +532,17 @@ def key_from(
     *,
     fallback: RequestKey | None = None,
     max_length: int = MAX_KEY_LENGTH,
+    secret: bool = False,
+    hash_key: bytes | str | None = None,
 ) -> CallableKey:
-    """Key by ``fn(request)`` (e.g. the authenticated user); else by ``fallback``."""
-    return CallableKey(fn, fallback=fallback, max_length=max_length)
+    """Key by ``fn(request)`` (e.g. the authenticated user); else by ``fallback``.
+
+    ``secret=True`` when ``fn`` returns a credential (a cookie, a token): the
+    result is then hashed as :func:`header` hashes values.
+    """
+    return CallableKey(
+        fn, fallback=fallback, max_length=max_length, secret=secret, hash_key=hash_key
+    )
 
 
 def as_key(value: object, field: str = "key") -> RequestKey:

@@ -19,24 +19,32 @@ __all__ = [
     "overloaded_body",
     "problem",
     "rate_limited_body",
+    "STORE_FULL",
+    "store_full_body",
 ]
 
 CONTENT_TYPE = "application/problem+json"
 QUOTA_EXCEEDED = "https://iana.org/assignments/http-problem-types#quota-exceeded"
 REDUCED_CAPACITY = "https://iana.org/assignments/http-problem-types#temporary-reduced-capacity"
+STORE_FULL = "tag:resilience-patterns,2026:rate-limit-store-full"
+"""Our own problem type (a tag URI, RFC 4151, as RFC 9457 suggests for non-resolvable types)."""
 
 
-def problem(type_: str, title: str, status: int, detail: str, policy: str) -> bytes:
+def problem(
+    type_: str, title: str, status: int, detail: str, policy: str, *, violated: bool = True
+) -> bytes:
     """One problem document, UTF-8 JSON."""
+    document: dict[str, object] = {
+        "type": type_,
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "policy": policy,
+    }
+    if violated:
+        document["violated-policies"] = [policy]
     return json.dumps(
-        {
-            "type": type_,
-            "title": title,
-            "status": status,
-            "detail": detail,
-            "policy": policy,
-            "violated-policies": [policy],
-        },
+        document,
         ensure_ascii=False,
         separators=(",", ":"),
     ).encode("utf-8")
@@ -55,6 +63,15 @@ def rate_limited_body(policy: str, *, never: bool = False) -> bytes:
             "retry after the number of seconds in Retry-After."
         )
     return problem(QUOTA_EXCEEDED, "Quota Exceeded", 429, detail, policy)
+
+
+def store_full_body(policy: str) -> bytes:
+    """503: the limiter's key store is full, so a new client cannot be tracked (not its quota)."""
+    detail = (
+        f"Rate-limit policy {policy!r} is tracking as many clients as it can hold; new clients "
+        "are refused until room frees up. Retry after the number of seconds in Retry-After."
+    )
+    return problem(STORE_FULL, "Rate Limiter at Capacity", 503, detail, policy, violated=False)
 
 
 BAD_REQUEST = "about:blank"

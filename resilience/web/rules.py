@@ -23,11 +23,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from resilience.ratelimit.algorithms.base import check_cost
+from resilience.ratelimit.decision import Decision
 from resilience.ratelimit.limiter import RateLimiter
 from resilience.web.headers import HeaderStyle, RateLimitHeaders, check_style
-from resilience.web.keys import RequestKey, as_key
+from resilience.web.keys import ClientIP, RequestKey, as_key
 from resilience.web.limiting import supports_refund
-from resilience.web.problem import rate_limited_body
+from resilience.web.problem import rate_limited_body, store_full_body
+from resilience.web.readiness import require_async
 
 __all__ = ["Route", "RouteTable", "Rule", "compile_path"]
 
@@ -91,19 +93,29 @@ class Route:
         "body",
         "cost",
         "cost_fn",
+        "decide_now",
+        "full_body",
         "headers",
         "key",
         "key_scope",
         "limiter",
         "never_body",
+        "peer_only",
     )
 
     def __init__(
         self, limiter: RateLimiter, key: RequestKey, cost: Cost, headers: RateLimitHeaders | None
     ) -> None:
         self.limiter = limiter
+        # In-process limiters decide synchronously: no coroutine to create and await.
+        self.decide_now: Callable[[str, float], Decision] | None = (
+            limiter.try_acquire if limiter.in_process else None
+        )
         self.key = key
         self.key_scope = key.from_scope
+        # client_ip() without trusted proxies reads no header: adapters can skip building
+        # a header lookup for it.
+        self.peer_only = type(key) is ClientIP and not key.trusted_proxies
         if callable(cost):
             self.cost: float = 1
             self.cost_fn: Callable[[Any], float] | None = cost
@@ -113,6 +125,7 @@ class Route:
         self.headers = headers
         self.body = rate_limited_body(limiter.name)
         self.never_body = rate_limited_body(limiter.name, never=True)
+        self.full_body = store_full_body(limiter.name)
 
 
 class RouteTable:
@@ -143,8 +156,7 @@ class RouteTable:
                 return None
             found = built.get(id(lim))
             if found is None:
-                algorithm = lim.algorithm
-                found = RateLimitHeaders(lim.name, algorithm.limit, algorithm.period, style)
+                found = RateLimitHeaders.for_algorithm(lim.name, lim.algorithm, style)
                 built[id(lim)] = found
             return found
 
@@ -174,6 +186,8 @@ class RouteTable:
                     self.limiters.append(lim)
             entries.append((methods, compile_path(rule.path), route))
         self._entries = tuple(entries)
+        for lim in self.limiters:
+            require_async(lim, "limiter" if lim is limiter else "rule limiter")
         if refund_statuses:
             for lim in self.limiters:
                 if not supports_refund(lim):

@@ -15,7 +15,12 @@ from collections.abc import Callable, Iterator
 import pytest
 import redis
 
-from resilience.redis.testing import RedisServer, redis_server_binary
+from resilience.redis.testing import (
+    RedisClusterNodes,
+    RedisServer,
+    redis_cli_binary,
+    redis_server_binary,
+)
 
 REQUIRE = "RESILIENCE_REQUIRE_REDIS"
 
@@ -60,6 +65,35 @@ def fresh_redis_server() -> Iterator[RedisServer]:
         yield server
     finally:
         server.close()
+
+
+def _cluster(binary: str) -> RedisClusterNodes:
+    if redis_cli_binary(binary) is None:
+        message = "redis-cli not found beside redis-server or on PATH (set REDIS_CLI)"
+        if os.environ.get(REQUIRE):
+            pytest.fail(f"{message}; {REQUIRE} is set, so this is an error, not a skip")
+        pytest.skip(message)
+    return RedisClusterNodes(binary).start()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisClusterNodes]:
+    """A real Redis Cluster (3 masters, 3 replicas) shared by the session; do not kill nodes."""
+    cluster = _cluster(_binary())
+    try:
+        yield cluster
+    finally:
+        cluster.close()
+
+
+@pytest.fixture
+def fresh_redis_cluster() -> Iterator[RedisClusterNodes]:
+    """A cluster of this test's own, free to lose a master."""
+    cluster = _cluster(_binary())
+    try:
+        yield cluster
+    finally:
+        cluster.close()
 
 
 def _every_key_expires(url: str) -> int:

@@ -49,13 +49,18 @@ class Scenario:
     durations: list[float]
     retry_afters: list[float | None]
     starts: list[float] = field(default_factory=list)
+    ends: list[float] = field(default_factory=list)
+    asked: list[float | None] = field(default_factory=list)
 
     def _attempt(self) -> str:
         i = len(self.starts)
         self.starts.append(self.clock.monotonic())
         self.clock.advance(self.durations[i % len(self.durations)])
+        self.ends.append(self.clock.monotonic())
         if i < self.failures:
-            raise Throttled(self.retry_afters[i % len(self.retry_afters)])
+            asked = self.retry_afters[i % len(self.retry_afters)]
+            self.asked.append(asked)
+            raise Throttled(asked)
         return "ok"
 
     def sync(self) -> str:
@@ -98,13 +103,24 @@ def check(
     if deadline is not None:
         # Every attempt starts before the deadline (measured from the first one's start).
         assert all(s - scenario.starts[0] < deadline for s in scenario.starts)
+    # Never sooner than asked: a retry starts no earlier than the failure before it asked,
+    # and a failure asking for more than max_retry_after is the last attempt.
+    for i in range(1, calls):
+        asked = scenario.asked[i - 1]
+        if asked is not None:
+            assert asked <= max_retry_after
+            assert scenario.starts[i] >= scenario.ends[i - 1] + asked
     if outcome == "ok":
         assert calls == scenario.failures + 1
     else:
         assert isinstance(outcome, Throttled)
         assert calls <= scenario.failures
         if deadline is None:
-            assert calls == min(attempts, scenario.failures)
+            last = scenario.asked[calls - 1]
+            if last is not None and last > max_retry_after:
+                pass  # gave up at once rather than retry sooner than asked
+            else:
+                assert calls == min(attempts, scenario.failures)
 
 
 @SETTINGS

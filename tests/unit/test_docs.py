@@ -18,6 +18,8 @@ PAGES = [
     "docs/bulkhead.md",
     "docs/timeout-fallback-compose.md",
     "docs/circuit-breaker.md",
+    "docs/claim-check.md",
+    "docs/failover.md",
 ]
 BLOCK = re.compile(r"```python\n(.*?)```", re.DOTALL)
 

@@ -116,12 +116,23 @@ def test_fixed_window_boundary_burst_on_synthetic_records() -> None:
     assert log.top_rejected(1) == [("x", 100)]
 
 
-def test_out_of_order_records_are_clamped_and_counted() -> None:
+def test_out_of_order_records_are_reordered_within_the_window() -> None:
+    records = [(DAY + 10.0, "a"), (DAY + 9.0, "a"), (DAY + 10.5, "a"), (DAY + 9.5, "a")]
     replay = Replay(policies("sliding-log:2/s"))
+    replay.feed(records)
+    result = replay.result(source="s", input_format="f", key="ip", bad=_bad())
+    assert (result.requests, result.out_of_order, result.late) == (4, 2, 0)
+    assert result.max_lag == 1.0
+    assert (result.first_time, result.last_time) == (DAY + 9.0, DAY + 10.5)
+    (log,) = result.policies
+    assert (log.admitted, log.rejected) == (4, 0)  # 9, 9.5, 10, 10.5: two a second
+
+
+def test_without_a_window_older_records_are_clamped_and_counted() -> None:
+    replay = Replay(policies("sliding-log:2/s"), reorder_window=0)
     replay.feed([(DAY + 10.0, "a"), (DAY + 9.0, "a"), (DAY + 10.5, "a"), (DAY + 9.5, "a")])
     result = replay.result(source="s", input_format="f", key="ip", bad=_bad())
-    assert result.requests == 4
-    assert result.out_of_order == 2
+    assert (result.requests, result.out_of_order, result.late) == (4, 2, 2)
     assert result.max_lag == 1.0
     assert (result.first_time, result.last_time) == (DAY + 10.0, DAY + 10.5)
     (log,) = result.policies

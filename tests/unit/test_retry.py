@@ -331,16 +331,68 @@ def test_retry_after_never_lowers_the_backoff() -> None:
     assert clock.sleeps == [1.0, 2.0]
 
 
-def test_huge_retry_after_is_capped() -> None:
+def test_retry_after_beyond_the_cap_gives_up_at_once() -> None:
+    """Never sooner than asked: a wait over max_retry_after ends the retries, it is not cut."""
+    clock = FakeClock()
+    flaky = Flaky(2, Throttled(1_000_000))
+    with pytest.raises(Throttled) as info:
+        quiet(attempts=3, backoff=NO_JITTER, clock=clock, max_retry_after=30.0).call(flaky)
+    assert flaky.calls == 1
+    assert clock.sleeps == []
+    assert any("max_retry_after" in note for note in info.value.__notes__)
+    clock = FakeClock()
+    header = Flaky(1, HTTPError({"Retry-After": "1000000"}))
+    with pytest.raises(HTTPError):
+        quiet(attempts=2, backoff=NO_JITTER, clock=clock).call(header)
+    assert header.calls == 1
+    assert clock.sleeps == []
+
+
+def test_retry_after_at_the_cap_is_honoured() -> None:
     clock = FakeClock()
     r = quiet(attempts=3, backoff=NO_JITTER, clock=clock, max_retry_after=30.0)
-    r.call(Flaky(2, Throttled(1_000_000)))
+    assert r.call(Flaky(2, Throttled(30))) == "ok"
     assert clock.sleeps == [30.0, 30.0]
+
+
+def _server_asks_ten_hours() -> tuple[Retry, FakeClock, Flaky]:
+    """The reported case: Retry-After: 36000 under retry(attempts=3, deadline=120)."""
     clock = FakeClock()
-    quiet(attempts=2, backoff=NO_JITTER, clock=clock).call(
-        Flaky(1, HTTPError({"Retry-After": "1000000"}))
-    )
-    assert clock.sleeps == [60.0]
+    policy = quiet(attempts=3, deadline=120, respect_retry_after=True, clock=clock)
+    return policy, clock, Flaky(2, HTTPError({"Retry-After": "36000"}))
+
+
+def test_retry_after_of_hours_is_not_retried_after_the_cap_sync() -> None:
+    policy, clock, flaky = _server_asks_ten_hours()
+    with pytest.raises(HTTPError) as info:
+        policy.call(flaky)
+    assert flaky.calls == 1  # no second call 60 s later, ten hours early
+    assert clock.sleeps == []
+    assert clock.monotonic() == 0.0
+    assert info.value is flaky.error  # the original error, unchanged
+
+
+async def test_retry_after_of_hours_is_not_retried_after_the_cap_async() -> None:
+    policy, clock, flaky = _server_asks_ten_hours()
+    with pytest.raises(HTTPError) as info:
+        await policy.acall(flaky.acall)
+    assert flaky.calls == 1
+    assert clock.sleeps == []
+    assert info.value is flaky.error
+
+
+def test_retry_after_within_cap_but_past_the_remaining_deadline_gives_up() -> None:
+    clock = FakeClock()
+    durations = iter([70.0, 0.0])
+
+    def slow_then_throttled() -> str:
+        clock.advance(next(durations))
+        raise Throttled(55)  # 55 <= max_retry_after, but only 50 s of the deadline are left
+
+    with pytest.raises(Throttled) as info:
+        quiet(attempts=3, deadline=120, clock=clock).call(slow_then_throttled)
+    assert clock.sleeps == []
+    assert any("deadline" in note for note in info.value.__notes__)
 
 
 def test_retry_after_header_seconds_and_http_date() -> None:
@@ -463,3 +515,106 @@ def test_budget_and_deadline_use_the_generic_decorator() -> None:
 
     assert f(3) == 3
     assert f.__name__ == "f"
+
+
+# -- retry_if_result: retrying on what a call returned (HTTP statuses) -----------------------
+
+
+class _Reply:
+    """A stand-in for an HTTP response: a status and headers."""
+
+    def __init__(self, status: int, retry_after: str | None = None) -> None:
+        self.status = status
+        self.headers = {} if retry_after is None else {"Retry-After": retry_after}
+
+
+def test_retry_if_result_retries_until_a_good_result() -> None:
+    from resilience import retry
+    from resilience.testing import FakeClock
+
+    clock = FakeClock()
+    replies = iter([_Reply(503), _Reply(503, "2"), _Reply(200)])
+    policy = retry(attempts=5, backoff=None, clock=clock, retry_if_result=lambda r: r.status >= 500)
+    assert policy.call(lambda: next(replies)).status == 200
+    assert clock.sleeps == [0.0, 2.0]  # the second 503 asked for 2 s
+
+
+def test_retry_if_result_out_of_attempts_returns_the_last_result() -> None:
+    from resilience import retry
+    from resilience.testing import FakeClock
+
+    calls = []
+
+    def fn() -> _Reply:
+        calls.append(1)
+        return _Reply(503)
+
+    policy = retry(
+        attempts=3, backoff=None, clock=FakeClock(), retry_if_result=lambda r: r.status == 503
+    )
+    assert policy.call(fn).status == 503
+    assert len(calls) == 3
+
+
+async def test_retry_if_result_async_and_decorated() -> None:
+    from resilience import retry
+    from resilience.testing import FakeClock
+
+    replies = iter([_Reply(429, "1"), _Reply(201)])
+    clock = FakeClock()
+
+    @retry(attempts=3, backoff=None, clock=clock, retry_if_result=lambda r: r.status == 429)
+    async def fetch() -> _Reply:
+        return next(replies)
+
+    assert (await fetch()).status == 201
+    assert clock.sleeps == [1.0]
+    # a good first result: returned at once, the predicate asked once
+    seen = []
+    policy = retry(clock=clock, retry_if_result=lambda r: seen.append(r) or False)
+
+    async def ok() -> int:
+        return 7
+
+    assert await policy.acall(ok) == 7 and seen == [7]
+
+
+def test_retry_if_result_still_retries_exceptions_and_validates() -> None:
+    from resilience import retry
+    from resilience.testing import FakeClock
+
+    outcomes: list[object] = [ValueError("boom"), _Reply(503), _Reply(200)]
+
+    def fn() -> _Reply:
+        item = outcomes.pop(0)
+        if isinstance(item, Exception):
+            raise item
+        assert isinstance(item, _Reply)
+        return item
+
+    policy = retry(
+        attempts=3, backoff=None, clock=FakeClock(), retry_if_result=lambda r: r.status != 200
+    )
+    assert policy.call(fn).status == 200
+    with pytest.raises(ValueError, match="retry_if_result"):
+        retry(retry_if_result=42)  # type: ignore[arg-type]
+
+
+def test_retry_if_result_never_sooner_than_the_reply_asked() -> None:
+    """A 503 asking for ten hours is returned at once, not called again after the cap."""
+    from resilience import retry
+    from resilience.testing import FakeClock
+
+    clock = FakeClock()
+    calls = []
+
+    def fn() -> _Reply:
+        calls.append(1)
+        return _Reply(503, "36000")
+
+    policy = retry(
+        attempts=3, deadline=120, clock=clock, retry_if_result=lambda r: r.status == 503
+    )
+    assert policy.call(fn).headers == {"Retry-After": "36000"}
+    assert len(calls) == 1
+    assert clock.sleeps == []

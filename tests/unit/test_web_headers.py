@@ -63,22 +63,39 @@ def test_a_cost_that_never_fits_reports_the_reset() -> None:
 
 
 def test_policy_names_are_escaped_structured_strings() -> None:
-    assert sf_string('we"ird\\na\u00efve') == '"we\\"ird\\\\na?ve"'
+    assert sf_string('we"ird\\name') == '"we\\"ird\\\\name"'
     name = 'gcra:100 per 60 s "x"'
     value = dict(RateLimitHeaders(name, 100, 60.0, "ietf").text(allowed(1, 1.0)))["RateLimit"]
     assert parse_sf_list(value) == {'gcra:100 per 60 s "x"': {"r": 1, "t": 1}}
 
 
+@pytest.mark.parametrize("name", ["n\u00e4me", "tab\there", "", "\u7387", "cr\r"])
+def test_names_a_header_cannot_carry_are_refused_not_altered(name: str) -> None:
+    """Issue 9: 'näme' went out as 'n?me' in headers and 'näme' in the body (and could collide)."""
+    with pytest.raises(ValueError, match="printable ASCII"):
+        RateLimitHeaders(name, 10, 1.0, "ietf")
+    with pytest.raises(ValueError, match="printable ASCII"):
+        sf_string(name)
+
+
 @pytest.mark.parametrize(
     ("limit", "period", "expected"),
-    [(100, 60.0, (100, 60)), (10, 0.5, (20, 1)), (3, 1.5, (4, 2)), (1, 0.001, (1000, 1))],
+    [(100, 60.0, (100, 60)), (10, 0.5, (10, 1)), (3, 1.5, (3, 2)), (1, 0.001, (1, 1))],
 )
 def test_windows_are_whole_seconds_without_overstating_the_rate(
     limit: int, period: float, expected: tuple[int, int]
 ) -> None:
+    """q is what passes *at once*: a 0.5 s window of 10 never admits 20 in one instant."""
     quota, window = policy_window(limit, period)
     assert (quota, window) == expected
     assert quota / window <= limit / period + 1e-9
+
+
+def test_t_is_capped_at_the_window() -> None:
+    builder = RateLimitHeaders("api", 2, 30.0, "ietf")
+    assert dict(builder.text(allowed(1, 41.0)))["RateLimit"] == '"api";r=1;t=30'
+    refusal = builder.text(refused(45.0))
+    assert dict(refusal)["RateLimit"] == '"api";r=0;t=30'  # Retry-After carries the 45
 
 
 @settings(max_examples=200, deadline=None)
@@ -96,7 +113,7 @@ def test_delay_seconds_rounds_up(seconds: float) -> None:
     remaining=st.integers(-5, 10**6),
     reset=st.floats(0, 1e6, allow_nan=False),
     retry=st.floats(1e-9, 1e6, allow_nan=False),
-    name=st.text(max_size=40),
+    name=st.text(st.characters(min_codepoint=32, max_codepoint=126), min_size=1, max_size=40),
 )
 def test_fields_always_parse(remaining: int, reset: float, retry: float, name: str) -> None:
     builder = RateLimitHeaders(name, 7, 3.0, "ietf")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 from typing import Any
 
@@ -115,9 +116,18 @@ def test_ipv6_prefix_is_configurable() -> None:
     assert both(client_ip(ipv6_prefix=128), "2001:db8:1:2::1") == "2001:db8:1:2::1"
 
 
+def blake2b_hex(value: str, key: bytes = b"") -> str:
+    """The digest computed independently of the code under test."""
+    return hashlib.blake2b(
+        value.encode(), digest_size=16, key=key, person=b"resilience.key"
+    ).hexdigest()
+
+
 def test_header_key() -> None:
     key = header("X-API-Key")
-    assert both(key, "1.2.3.4", ("X-API-Key", " alice ")) == "x-api-key=alice"
+    assert both(key, "1.2.3.4", ("X-API-Key", " alice ")) == "x-api-key#" + blake2b_hex("alice")
+    readable = header("X-API-Key", secret=False)
+    assert both(readable, "1.2.3.4", ("X-API-Key", " alice ")) == "x-api-key=alice"
     assert both(key, "1.2.3.4") == "1.2.3.4"
     assert both(key, "1.2.3.4", ("X-API-Key", "")) == "1.2.3.4"
     assert both(key, "1.2.3.4", ("X-API-Key", "x" * 257)) == "1.2.3.4"
@@ -125,6 +135,67 @@ def test_header_key() -> None:
     assert both(key, "1.2.3.4", ("X-API-Key", "a"), ("X-API-Key", "b")) == "1.2.3.4"
     behind = header("X-API-Key", fallback=PROXIES)
     assert both(behind, "10.0.0.1", ("X-Forwarded-For", "7.7.7.7")) == "7.7.7.7"
+
+
+SECRET = "sk_live_4eC39HqLyjWDarjtT1zdp7dc"
+
+
+@pytest.mark.parametrize("secret_key", [None, b"k" * 32, "a shared deployment secret"])
+def test_a_secret_header_leaves_only_as_its_digest(secret_key: bytes | str | None) -> None:
+    key = header("X-API-Key", hash_key=secret_key)
+    material = secret_key.encode() if isinstance(secret_key, str) else secret_key or b""
+    expected = "x-api-key#" + blake2b_hex(SECRET, material)
+    for _ in range(2):  # the second answer comes from the memo: the same
+        result = both(key, "1.2.3.4", ("X-API-Key", SECRET))
+        assert result == expected
+        assert SECRET not in result and "sk_live" not in result
+    assert SECRET not in repr(key) and "deployment" not in repr(key)
+    # A fresh extractor (another process) with the same key material agrees: shared limits.
+    assert both(header("X-API-Key", hash_key=secret_key), "9.9.9.9", ("X-API-Key", SECRET)) == (
+        expected
+    )
+
+
+def test_keyed_and_unkeyed_digests_differ_and_distinct_values_stay_distinct() -> None:
+    plain, keyed = header("X-API-Key"), header("X-API-Key", hash_key=b"s" * 16)
+    a = both(plain, "1.2.3.4", ("X-API-Key", "alice"))
+    assert a != both(keyed, "1.2.3.4", ("X-API-Key", "alice"))
+    assert a != both(plain, "1.2.3.4", ("X-API-Key", "alicf"))
+    other_header = header("X-Other")
+    assert both(other_header, "1.2.3.4", ("X-Other", "alice")) != a  # the name is part of the key
+
+
+def test_the_memo_is_bounded_and_survives_garbage() -> None:
+    key = header("X-API-Key")
+    for i in range(20_000):
+        key.from_scope(scope("1.2.3.4", ("X-API-Key", f"k{i}")))
+    assert len(key._memo) <= 8192
+    assert key.from_scope(scope("1.2.3.4", ("X-API-Key", "x" * 300))) == "1.2.3.4"
+    assert not [k for k in key._memo if len(str(k)) > 256]  # unusable values are not kept
+
+
+def test_a_key_function_returning_a_secret_is_hashed() -> None:
+    cookie = key_from(lambda request: request.get("session"), secret=True)
+    hashed = cookie.from_scope({**scope("1.2.3.4"), "session": SECRET})
+    assert hashed == "#" + blake2b_hex(SECRET) and SECRET not in hashed
+    assert cookie.from_scope(scope("1.2.3.4")) == "1.2.3.4"  # the fallback is an address
+    user = key_from(lambda request: request.get("user"))  # not a secret by default
+    assert user.from_scope({**scope("1.2.3.4"), "user": "u1"}) == "u1"
+
+
+def test_secret_options_are_validated() -> None:
+    with pytest.raises(ValueError, match="hash_key"):
+        header("X-API-Key", hash_key=b"short")
+    with pytest.raises(ValueError, match="hash_key"):
+        header("X-API-Key", hash_key=b"x" * 65)
+    with pytest.raises(ValueError, match="hash_key"):
+        header("X-API-Key", hash_key=12345678901234567)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="hash_key"):
+        header("X-Tenant", secret=False, hash_key=b"k" * 32)
+    with pytest.raises(ValueError, match="secret"):
+        header("X-API-Key", secret="yes")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="hash_key"):
+        key_from(lambda r: None, secret=True, hash_key=b"tiny")
 
 
 def test_callable_key() -> None:

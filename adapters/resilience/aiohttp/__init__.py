@@ -1,4 +1,4 @@
-"""aiohttp middleware: rate limiting, load shedding (bulkhead) and circuit breaking.
+"""aiohttp middleware (rate limiting, shedding, circuit breaking, idempotency), failover client.
 
 The same behaviour and options as ``resilience.asgi``, as aiohttp
 middlewares (``@web.middleware``, aiohttp 3.x).  See ``docs/web.md``.
@@ -13,18 +13,32 @@ means the aiohttp package (imports are absolute).
 
 from resilience.aiohttp.breaker import circuit_breaker_middleware
 from resilience.aiohttp.bulkhead import bulkhead_middleware
+from resilience.aiohttp.failover import (
+    FailoverClient,
+    FailoverError,
+    FailoverSnapshot,
+    OriginStatus,
+)
+from resilience.aiohttp.idempotency import idempotency_middleware
 from resilience.aiohttp.ratelimit import rate_limit_headers_hook, rate_limit_middleware
+from resilience.aiohttp.valet import valet_key_handler
 from resilience.web.keys import RequestKey, client_ip, header, key_from
 from resilience.web.rules import Rule
 
 __all__ = [
+    "FailoverClient",
+    "FailoverError",
+    "FailoverSnapshot",
+    "OriginStatus",
     "RequestKey",
     "Rule",
     "bulkhead_middleware",
     "circuit_breaker_middleware",
     "client_ip",
     "header",
+    "idempotency_middleware",
     "key_from",
     "rate_limit_headers_hook",
     "rate_limit_middleware",
+    "valet_key_handler",
 ]

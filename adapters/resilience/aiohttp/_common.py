@@ -8,7 +8,7 @@ from aiohttp import web
 from resilience.web.keys import HeaderLookup
 from resilience.web.problem import CONTENT_TYPE
 
-__all__ = ["header_lookup", "problem_response"]
+__all__ = ["NO_HEADERS", "header_lookup", "problem_response"]
 
 
 def problem_response(status: int, body: bytes, headers: Sequence[tuple[str, str]]) -> web.Response:
@@ -24,3 +24,11 @@ def header_lookup(request: web.Request) -> HeaderLookup:
         return getall(name, ())
 
     return lookup
+
+
+def _no_headers(name: str) -> Sequence[str]:
+    return ()
+
+
+NO_HEADERS: HeaderLookup = _no_headers
+"""The lookup handed to a key that never reads headers (saves building one per request)."""

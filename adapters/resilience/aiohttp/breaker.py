@@ -16,6 +16,7 @@ from resilience.breaker import CircuitBreaker
 from resilience.clock import now_function
 from resilience.web.headers import retry_after_seconds
 from resilience.web.problem import circuit_open_body
+from resilience.web.readiness import require_async_breaker
 from resilience.web.rules import check_exempt, check_statuses
 
 __all__ = ["circuit_breaker_middleware"]
@@ -30,6 +31,7 @@ def circuit_breaker_middleware(
     """Count 5xx responses and exceptions in ``breaker``; answer 503 at once while it is open."""
     if not isinstance(breaker, CircuitBreaker):
         raise ValueError(f"breaker must be a CircuitBreaker, got {breaker!r}")
+    require_async_breaker(breaker)
     failures = check_statuses(failure_statuses, "failure_statuses")
     skip = check_exempt(exempt)
     body = circuit_open_body(breaker.name)

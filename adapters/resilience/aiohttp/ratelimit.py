@@ -11,13 +11,13 @@ sees them, so install :func:`rate_limit_headers_hook` on
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, MutableMapping
+from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
-from resilience.aiohttp._common import header_lookup, problem_response
-from resilience.ratelimit.decision import Decision
+from resilience.aiohttp._common import NO_HEADERS, header_lookup, problem_response
+from resilience.ratelimit.decision import Decision, StoreFullDecision
 from resilience.ratelimit.limiter import RateLimiter
 from resilience.web.headers import HeaderStyle, retry_after_seconds
 from resilience.web.keys import DEFAULT_KEY, RequestKey
@@ -61,27 +61,44 @@ def rate_limit_middleware(
             return await handler(request)
         lim = route.limiter
         try:
-            client = route.key.from_request(request, request.remote, header_lookup(request))
+            lookup = NO_HEADERS if route.peer_only else header_lookup(request)
+            client = route.key.from_request(request, request.remote, lookup)
             cost = route.cost if route.cost_fn is None else route.cost_fn(request)
-            decision = await lim.atry_acquire(client, cost)
+            decide_now = route.decide_now
+            decision = (
+                decide_now(client, cost)
+                if decide_now is not None
+                else await lim.atry_acquire(client, cost)
+            )
         except ValueError as exc:  # InvalidKey, or a cost function's bad answer: a 400, not a 500
             return problem_response(400, bad_request_body(lim.name, str(exc)), [])
         if not decision[0]:
             return _refusal(route, decision)
         if decision.delay:
             await shape(lim, client, cost, decision.delay)
-        if route.headers is not None:
-            _stash(request, route.headers.text(decision))
+        headers = route.headers
+        if headers is None:
+            if not refunds:
+                return await handler(request)
+            pending: list[tuple[str, str]] = []
+        else:
+            # Kept on the request for rate_limit_headers_hook (streamed responses, aiohttp's
+            # own error pages); whoever applies them first empties the list.
+            pending = headers.text(decision)
+            request[PENDING] = pending
         try:
             response = await handler(request)
         except web.HTTPException as exc:
-            _apply(request, exc.headers)
+            if pending:
+                exc.headers.extend(pending)
+                pending.clear()
             if exc.status in refunds:
                 refund(lim, client, cost)
             raise
-        if not response.prepared:
-            _apply(request, response.headers)
-        if response.status in refunds:
+        if pending and not response.prepared:
+            response.headers.extend(pending)
+            pending.clear()
+        if refunds and response.status in refunds:
             refund(lim, client, cost)
         return response
 
@@ -89,34 +106,24 @@ def rate_limit_middleware(
 
 
 def _refusal(route: Route, decision: Decision) -> web.Response:
-    headers = [] if route.headers is None else route.headers.text(decision)
     seconds = retry_after_seconds(decision[3])
+    if decision.__class__ is StoreFullDecision:  # server capacity, not the client's quota
+        return problem_response(503, route.full_body, [("Retry-After", str(seconds or 1))])
+    headers = [] if route.headers is None else route.headers.text(decision)
     if seconds is None:
         return problem_response(429, route.never_body, headers)
     headers.append(("Retry-After", str(seconds)))
     return problem_response(429, route.body, headers)
 
 
-def _stash(request: web.Request, pairs: list[tuple[str, str]]) -> None:
-    pending: list[tuple[str, str]] | None = request.get(PENDING)
-    if pending is None:
-        request[PENDING] = pairs
-    else:
-        pending.extend(pairs)
-
-
-def _apply(request: web.Request, headers: MutableMapping[str, str]) -> None:
-    """Move the waiting headers onto a response (each pair once, whoever gets there first)."""
-    pending: list[tuple[str, str]] | None = request.pop(PENDING, None)
-    if pending:
-        add: Any = getattr(headers, "add", None)
-        for name, value in pending:
-            if add is not None:
-                add(name, value)
-            else:
-                headers[name] = value
-
-
 async def rate_limit_headers_hook(request: web.Request, response: web.StreamResponse) -> None:
-    """For ``app.on_response_prepare``: puts the headers on streamed responses too."""
-    _apply(request, response.headers)
+    """For ``app.on_response_prepare``: puts the headers on every response aiohttp prepares.
+
+    That includes responses a handler streams itself and the 500 aiohttp
+    makes for an exception that escaped the handler (it builds that response
+    after every middleware has returned, so only this signal reaches it).
+    """
+    pending: list[tuple[str, str]] | None = request.get(PENDING)
+    if pending:
+        response.headers.extend(pending)
+        pending.clear()

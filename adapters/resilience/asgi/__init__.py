@@ -1,4 +1,4 @@
-"""Pure ASGI middleware: rate limiting, load shedding (bulkhead) and circuit breaking.
+"""Pure ASGI middleware: rate limiting, load shedding (bulkhead), circuit breaking, idempotency.
 
 Works with any ASGI framework (Starlette, FastAPI, Litestar, Quart, raw
 apps) and needs no dependency of its own.  See ``docs/web.md``.
@@ -9,16 +9,20 @@ apps) and needs no dependency of its own.  See ``docs/web.md``.
 
 from resilience.asgi.breaker import CircuitBreakerMiddleware
 from resilience.asgi.bulkhead import BulkheadMiddleware
+from resilience.asgi.idempotency import IdempotencyMiddleware
 from resilience.asgi.ratelimit import RateLimitMiddleware
+from resilience.asgi.valet import ValetKeyApp
 from resilience.web.keys import RequestKey, client_ip, header, key_from
 from resilience.web.rules import Rule
 
 __all__ = [
     "BulkheadMiddleware",
     "CircuitBreakerMiddleware",
+    "IdempotencyMiddleware",
     "RateLimitMiddleware",
     "RequestKey",
     "Rule",
+    "ValetKeyApp",
     "client_ip",
     "header",
     "key_from",

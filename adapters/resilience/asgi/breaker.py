@@ -17,6 +17,7 @@ from resilience.breaker import CircuitBreaker
 from resilience.clock import now_function
 from resilience.web.headers import retry_after_seconds
 from resilience.web.problem import circuit_open_body
+from resilience.web.readiness import require_async_breaker
 from resilience.web.rules import check_exempt, check_statuses
 
 __all__ = ["CircuitBreakerMiddleware"]
@@ -46,6 +47,7 @@ class CircuitBreakerMiddleware:
             raise ValueError(f"app must be an ASGI application, got {app!r}")
         if not isinstance(breaker, CircuitBreaker):
             raise ValueError(f"breaker must be a CircuitBreaker, got {breaker!r}")
+        require_async_breaker(breaker)
         self.app = app
         self.breaker = breaker
         self._failures = check_statuses(failure_statuses, "failure_statuses")

@@ -11,15 +11,17 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterable
 
 from resilience.asgi._asgi import (
+    START,
     ASGIApp,
     HeaderInjector,
+    Message,
     Receive,
     Scope,
     Send,
     StatusRecorder,
     send_problem,
 )
-from resilience.ratelimit.decision import Decision
+from resilience.ratelimit.decision import Decision, StoreFullDecision
 from resilience.ratelimit.limiter import RateLimiter
 from resilience.web.headers import HeaderStyle, retry_after_seconds
 from resilience.web.keys import DEFAULT_KEY, RequestKey
@@ -89,7 +91,12 @@ class RateLimitMiddleware:
             key = route.key_scope(scope)
             cost_fn = route.cost_fn
             cost = route.cost if cost_fn is None else cost_fn(scope)
-            decision = await limiter.atry_acquire(key, cost)
+            decide_now = route.decide_now
+            decision = (
+                decide_now(key, cost)
+                if decide_now is not None
+                else await limiter.atry_acquire(key, cost)
+            )
         except ValueError as exc:  # InvalidKey, or a cost function's bad answer: a 400, not a 500
             await send_problem(send, 400, bad_request_body(limiter.name, str(exc)), [])
             return
@@ -103,7 +110,15 @@ class RateLimitMiddleware:
             if headers is None:
                 await self.app(scope, receive, send)
                 return
-            await self.app(scope, receive, HeaderInjector(send, headers.asgi(decision)).send)
+            extra = headers.asgi(decision)
+
+            async def send_with_headers(message: Message) -> None:
+                # A closure, not a HeaderInjector: no __init__ frame on the hot path.
+                if message["type"] == START:
+                    message["headers"] = [*message.get("headers", ()), *extra]
+                await send(message)
+
+            await self.app(scope, receive, send_with_headers)
             return
         recorder = (
             StatusRecorder(send)
@@ -119,8 +134,11 @@ class RateLimitMiddleware:
 
 
 async def _refuse(send: Send, route: Route, decision: Decision) -> None:
-    headers = [] if route.headers is None else route.headers.asgi(decision)
     seconds = retry_after_seconds(decision[3])
+    if decision.__class__ is StoreFullDecision:  # server capacity, not the client's quota
+        await send_problem(send, 503, route.full_body, [(b"retry-after", b"%d" % (seconds or 1))])
+        return
+    headers = [] if route.headers is None else route.headers.asgi(decision)
     if seconds is None:
         await send_problem(send, 429, route.never_body, headers)
         return

@@ -21,11 +21,13 @@ that one call (never resent: the command may have run) and reconnects on its
 next use.  A forked child never touches its
 parent's connections.  ``connections=0`` borrows every call from the pool.
 
-Other clients (cluster, single-connection) go through ``execute_command``,
-which routes by key.
+Cluster clients get one such runner per master
+(:mod:`resilience.redis._cluster` routes by slot); single-connection clients
+go through ``execute_command``.
 
 Every failure (connection refused or reset, timeouts, ``LOADING``, ``BUSY``,
-``READONLY`` after a failover, cluster errors, a script error) becomes
+``READONLY`` after a failover, cluster errors, a script error, and any other
+``Exception`` the client raises) becomes
 :class:`~resilience.errors.StoreUnavailable`, the one error the rate limiter
 turns into its policy.  An async call is bounded by the client's socket
 timeouts when they are at most ``timeout`` (``RedisStore.from_url`` builds
@@ -58,7 +60,8 @@ __all__ = [
     "unavailable",
 ]
 
-# TimeoutError (from asyncio.timeout) is an OSError; so are raw socket errors.
+# The errors a client raises by design (TimeoutError from asyncio.timeout is an OSError);
+# the runners turn every Exception into StoreUnavailable, these and any other.
 REDIS_ERRORS = (RedisError, RedisClusterException, OSError)
 
 
@@ -145,6 +148,7 @@ class _Runner:
     __slots__ = (
         "__weakref__",
         "_client",
+        "_factory",
         "_get_args",
         "_idle",
         "_limit",
@@ -155,7 +159,9 @@ class _Runner:
         "timeout",
     )
 
-    def __init__(self, client: Any, timeout: float, connections: int = 0) -> None:
+    def __init__(
+        self, client: Any, timeout: float, connections: int = 0, *, source: Any = None
+    ) -> None:
         self._client = client
         self.timeout = timeout
         self._pool: Any = None
@@ -163,10 +169,14 @@ class _Runner:
         own = _own_pool(client)
         if own is not None:
             self._pool, self._get_args = own
-        factory = getattr(self._pool, "connection_class", None)
-        kwargs = getattr(self._pool, "connection_kwargs", None)
+        # Where own connections get their class and settings: the pool, or (for an
+        # asyncio cluster node, which has no pool object) the node itself.
+        source = self._pool if source is None else source
+        factory = getattr(source, "connection_class", None)
+        kwargs = getattr(source, "connection_kwargs", None)
         usable = callable(factory) and isinstance(kwargs, dict)
         self._limit = connections if usable else 0
+        self._factory: Any = factory
         self._settings: dict[str, Any] = (
             _own_settings(kwargs, timeout, self._no_retry()) if usable else {}  # type: ignore[arg-type]
         )
@@ -203,7 +213,7 @@ class _Runner:
             if self._opened >= self._limit:
                 return None
             self._opened += 1
-        return self._pool.connection_class(**self._settings)
+        return self._factory(**self._settings)
 
 
 class SyncRunner(_Runner):
@@ -239,9 +249,10 @@ class SyncRunner(_Runner):
     def _failed(self, conn: Any, exc: BaseException) -> Any:
         """Close ``conn`` (its reply is in doubt: never resent, it may have run); raise."""
         try:
-            conn.disconnect()
+            with contextlib.suppress(Exception):  # the socket is being dropped either way
+                conn.disconnect()
             raise exc
-        except REDIS_ERRORS as error:
+        except Exception as error:
             raise unavailable(error, self.timeout) from error
         finally:
             self._idle.append(conn)  # disconnected: it reconnects on its next use
@@ -267,7 +278,7 @@ class SyncRunner(_Runner):
                 raise
             finally:
                 pool.release(conn)
-        except REDIS_ERRORS as exc:
+        except Exception as exc:  # whatever the client raises is an unavailable store
             raise unavailable(exc, self.timeout) from exc
 
     def _via_client(self, call: Call, key: bytes, now: bytes, cost: bytes) -> Any:
@@ -294,8 +305,10 @@ class AsyncRunner(_Runner):
 
     __slots__ = ("_loop", "capped")
 
-    def __init__(self, client: Any, timeout: float, connections: int = 0) -> None:
-        super().__init__(client, timeout, connections)
+    def __init__(
+        self, client: Any, timeout: float, connections: int = 0, *, source: Any = None
+    ) -> None:
+        super().__init__(client, timeout, connections, source=source)
         # A borrowed connection follows the client's settings: cap it unless they bound it.
         self.capped = not (self.uses_pool and bounded_by_client(client, timeout))
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -327,11 +340,17 @@ class AsyncRunner(_Runner):
         try:
             if not conn.is_connected:  # connect() itself: Sentinel's resolves the master there
                 await conn.connect()
+            # Straight to the transport: send_packed_command wraps every write in
+            # asyncio.wait_for, a task per call (~20 us, a fifth of a loopback round
+            # trip).  One small command per connection never waits for buffer space,
+            # a lost connection shows on the read, and the read is bounded by the
+            # connection's socket timeout (at most ``timeout``).
+            writer = conn._writer
+            writer.write(call.evalsha(key, now, cost))
             try:
-                await conn.send_packed_command([call.evalsha(key, now, cost)])
                 reply = await conn.read_response(disable_decoding=True)
             except NoScriptError:  # SCRIPT FLUSH, restart, failover: EVAL caches it again
-                await conn.send_packed_command([call.eval(key, now, cost)])
+                writer.write(call.eval(key, now, cost))
                 reply = await conn.read_response(disable_decoding=True)
         except BaseException as exc:
             return await self._failed(conn, loop, exc)
@@ -349,7 +368,7 @@ class AsyncRunner(_Runner):
         try:
             await _disconnect(conn)
             raise exc
-        except REDIS_ERRORS as error:
+        except Exception as error:
             raise unavailable(error, self.timeout) from error
         finally:
             self._keep(conn, loop)
@@ -360,6 +379,12 @@ class AsyncRunner(_Runner):
         while idle:
             self._forget(idle.pop())
         self._loop = loop
+
+    def drop_idle(self) -> None:
+        """Close the idle own connections without awaiting (a runner being replaced)."""
+        idle = self._idle
+        while idle:
+            self._forget(idle.pop())
 
     def _forget(self, conn: Any) -> None:
         with self._lock:
@@ -399,7 +424,7 @@ class AsyncRunner(_Runner):
                 raise
             finally:
                 await pool.release(conn)
-        except REDIS_ERRORS as exc:
+        except Exception as exc:  # whatever the client raises is an unavailable store
             raise unavailable(exc, self.timeout) from exc
 
     async def _via_client(self, call: Call, key: bytes, now: bytes, cost: bytes) -> Any:

@@ -131,6 +131,11 @@ class RedisBreakerStore:
         )
         self.events = default_bus if events is None else events
 
+    @property
+    def supports_async(self) -> bool:
+        """Whether the async breaker methods can reach Redis (the middlewares check)."""
+        return bool(self.store.supports_async)
+
     def breaker_table(
         self, name: str, config: BreakerConfig, now: Callable[[], float]
     ) -> RedisBreakerTable:
@@ -282,7 +287,7 @@ class RedisBreakerTable:
         """Count a store failure and tell the event bus what the policy did."""
         self.store_errors += 1
         bus = self._events
-        if bus.sinks:
+        if bus.wants(StoreFailed):
             bus.emit(StoreFailed(self.name, operation, f"{type(exc).__name__}: {exc}", action))
 
     # -- replies ----------------------------------------------------------------------------

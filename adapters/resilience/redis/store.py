@@ -31,6 +31,7 @@ from typing import Any, Literal
 
 from resilience.breaker.config import BreakerConfig
 from resilience.ratelimit.algorithms.base import Algorithm, check_period
+from resilience.redis._cluster import AsyncClusterRunner, SyncClusterRunner, is_cluster_client
 from resilience.redis._exec import AsyncRunner, SyncRunner, timeout_problems
 from resilience.redis.breaker import RedisBreakerStore, RedisBreakerTable
 from resilience.redis.table import RedisTable
@@ -114,16 +115,15 @@ class RedisStore:
         self.clock: ClockChoice = clock
         self.timeout = check_period(timeout, "timeout")
         self.connections = connections
-        self.run_sync = (
-            None
-            if self.sync_client is None
-            else SyncRunner(self.sync_client, self.timeout, connections)
-        )
-        self.run_async = (
-            None
-            if self.async_client is None
-            else AsyncRunner(self.async_client, self.timeout, connections)
-        )
+        self.run_sync: SyncRunner | SyncClusterRunner | None = None
+        if self.sync_client is not None:
+            sync_runner = SyncClusterRunner if is_cluster_client(self.sync_client) else SyncRunner
+            self.run_sync = sync_runner(self.sync_client, self.timeout, connections)
+        self.run_async: AsyncRunner | AsyncClusterRunner | None = None
+        if self.async_client is not None:
+            cluster = is_cluster_client(self.async_client)
+            async_runner = AsyncClusterRunner if cluster else AsyncRunner
+            self.run_async = async_runner(self.async_client, self.timeout, connections)
         self.ttl_margin = float(ttl_margin)
         self.max_key_length = max_key_length
         self.refund_errors = 0
@@ -132,9 +132,11 @@ class RedisStore:
         if self.run_sync is not None:
             self._warn_if_unbounded(self.run_sync)
 
-    def _warn_if_unbounded(self, runner: SyncRunner) -> None:
+    def _warn_if_unbounded(self, runner: SyncRunner | SyncClusterRunner) -> None:
+        if isinstance(runner, SyncClusterRunner):
+            return  # own connections per node; overflow follows the nodes' settings (documented)
         if not runner.uses_pool and getattr(self.sync_client, "connection_pool", None) is None:
-            return  # cluster clients: settings not readable; documented instead
+            return  # single-connection clients: settings not readable; documented instead
         problems = timeout_problems(self.sync_client, self.timeout)
         if problems:
             which = (
@@ -213,6 +215,11 @@ class RedisStore:
         to the breaker instead; see :mod:`resilience.redis.breaker`.
         """
         return RedisBreakerStore(self).breaker_table(name, config, now)
+
+    @property
+    def supports_async(self) -> bool:
+        """Whether ``atry_acquire`` can decide: an asyncio client was given (middleware check)."""
+        return self.run_async is not None
 
     def missing_client(self, kind: str) -> str:
         """The message for a decision on a path this store has no client for."""

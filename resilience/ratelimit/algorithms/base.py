@@ -106,6 +106,17 @@ class Algorithm(ABC):
     def capacity(self) -> float:
         """The largest cost a single request can ever be admitted with."""
 
+    @property
+    def horizon(self) -> float:
+        """Seconds after which a key that spent its whole capacity at once is full again.
+
+        What a client can plan on: ``capacity`` at once, every ``horizon``
+        seconds, is always admitted (the RateLimit-Policy header's window).  It is
+        also the furthest ``full_at`` lies after ``now`` on a clock that only moves
+        forward: what :meth:`settle` and a full memory store rely on.
+        """
+        return self.period
+
     @abstractmethod
     def decide(self, state: Any, now: float, cost: float) -> tuple[Any, Decision]:
         """Return the new state (``None``: nothing to store) and the decision."""
@@ -113,11 +124,6 @@ class Algorithm(ABC):
     @abstractmethod
     def full_at(self, state: Any) -> float:
         """The time from which ``state`` is equivalent to "never seen" (full)."""
-
-    @property
-    def horizon(self) -> float:
-        """How far after ``now`` ``full_at`` can lie on a clock that only moves forward."""
-        return self.period
 
     def settle(self, state: Any, now: float) -> Any:
         """``state`` as a decision at ``now`` would see it: a clock that stepped back moves

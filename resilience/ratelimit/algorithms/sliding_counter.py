@@ -74,6 +74,11 @@ class SlidingWindowCounter(Algorithm):
     def capacity(self) -> float:
         return self.limit
 
+    @property
+    def horizon(self) -> float:
+        """The period plus one sub-bucket: the weighted sub-bucket is remembered that long."""
+        return self.period + self._width
+
     def params(self) -> dict[str, object]:
         return {"limit": self.limit, "period": self.period, "buckets": self.buckets}
 
@@ -187,10 +192,6 @@ class SlidingWindowCounter(Algorithm):
                 reset if reset > 0.0 else 0.0,
             ),
         )
-
-    @property
-    def horizon(self) -> float:
-        return self.period + self._width  # the newest count leaves (buckets + 1) widths on
 
     def settle(self, state: _Counter | None, now: float) -> _Counter | None:
         if state is not None and now < state.start:

@@ -40,8 +40,9 @@ _new = tuple.__new__  # builds a Decision without the NamedTuple __new__ wrapper
 __all__ = ["GCRA", "LeakyBucket", "TokenBucket"]
 
 _ROUND = 1e-9  # tolerance when flooring the informational ``remaining`` count
-# Relative margin (2**-49: a few ulps) before a state counts as ahead of any possible
-# admission: covers the rounding of the admission arithmetic, nothing more.
+_FLOAT_SLACK = 4.5e-16  # two float roundings per addition, relative to the state's magnitude
+# Relative margin (2**-49: a few ulps) on top of the admission's own slack before a state
+# counts as ahead of anything an admission can produce: rounding, nothing more.
 _ULPS = 2.0**-49
 
 
@@ -68,6 +69,11 @@ class _VirtualTime(Algorithm):
         return self._burst
 
     @property
+    def horizon(self) -> float:
+        """The time to refill the whole bucket (``capacity`` emission intervals)."""
+        return self._burst * self._interval
+
+    @property
     def interval(self) -> float:
         """Seconds per unit of cost (the emission interval)."""
         return self._interval
@@ -86,7 +92,16 @@ class _VirtualTime(Algorithm):
             return state, self.reject_forever(
                 int(burst - (state - now) / interval + _ROUND), state - now
             )
-        allow_at = state - (burst - cost) * interval
+        # ``state`` grew by repeated additions of ``interval``: up to ``burst - 1`` roundings
+        # of its magnitude since the bucket was last full.  Without this slack a burst sent
+        # at one instant could lose its last request to float noise (GCRA(7, 0.1) admitted 6
+        # at once).  The slack is part of the threshold, so retry_after stays the exact
+        # shortest wait; it is zero for a burst of 1.  Mirrored in the Lua.
+        allow_at = (
+            state
+            - (burst - cost) * interval
+            - (state if state > 0 else -state) * ((burst - 1) * _FLOAT_SLACK)
+        )
         if now >= allow_at:
             full_at = state + cost * interval
             remaining = int(burst - (full_at - now) / interval + _ROUND)
@@ -101,7 +116,11 @@ class _VirtualTime(Algorithm):
         # the admitted path above never needs this test): a clock that stepped back.
         if state - now > self._span:
             state = self.behind(state, now)
-            allow_at = state - (burst - cost) * interval
+            allow_at = (
+                state
+                - (burst - cost) * interval
+                - (state if state > 0 else -state) * ((burst - 1) * _FLOAT_SLACK)
+            )
         remaining = int(burst - (state - now) / interval + _ROUND)
         retry_after = allow_at - now
         if now + retry_after < allow_at:  # rare: rounding; walk up to the exact float
@@ -117,10 +136,6 @@ class _VirtualTime(Algorithm):
             ),
         )
 
-    @property
-    def horizon(self) -> float:
-        return self._span
-
     def settle(self, state: float | None, now: float) -> float | None:
         if state is not None and state - now > self._span:
             return self.behind(state, now)
@@ -129,9 +144,10 @@ class _VirtualTime(Algorithm):
     def behind(self, state: float, now: float) -> float:
         """``state`` seen from a clock that stepped back: never more than empty as of ``now``."""
         span = self._span
-        if state - now > span + (abs(state) + span) * _ULPS:
+        size = abs(state)
+        if state - now > span + size * ((self._burst - 1) * _FLOAT_SLACK) + (size + span) * _ULPS:
             return now + span
-        return state  # within rounding of empty: what a forward clock produces
+        return state  # within the admission's slack of empty: what a forward clock produces
 
     def full_at(self, state: float | None) -> float:
         return -INF if state is None else state

@@ -26,12 +26,13 @@ if not state or state <= now then
 end
 
 -- A state further ahead of now than an empty bucket, which no admission produces: a
--- clock that stepped back.  Pulled back to empty as of now, beyond a few ulps of
--- rounding, and stored, so the refusal answered is the one a retry meets
+-- clock that stepped back.  Pulled back to empty as of now, beyond the admission's
+-- slack and a few ulps, and stored, so the refusal answered is the one a retry meets
 -- (_VirtualTime.behind; only rejections can meet such a state).
 local span = burst * interval
 local function behind()
-  if state - now > span + (math.abs(state) + span) * 1.7763568394002505e-15 then
+  local size = math.abs(state)
+  if state - now > span + size * ((burst - 1) * 4.5e-16) + (size + span) * 1.7763568394002505e-15 then
     state = now + span
     redis.call('SET', key, pack(state), 'PX', ttl_ms(state - now, margin))
     return true
@@ -44,7 +45,8 @@ if cost > burst then
   return reply(0, trunc(burst - (state - now) / interval + 1e-9), INF, state - now, 0)
 end
 
-local allow_at = state - (burst - cost) * interval
+-- Slack for the roundings accumulated in state (see virtual_time.py, _FLOAT_SLACK).
+local allow_at = state - (burst - cost) * interval - math.abs(state) * ((burst - 1) * 4.5e-16)
 if now >= allow_at then
   local full_at = state + cost * interval
   local remaining = trunc(burst - (full_at - now) / interval + 1e-9)
@@ -60,7 +62,7 @@ if now >= allow_at then
 end
 
 if state - now > span and behind() then
-  allow_at = state - (burst - cost) * interval
+  allow_at = state - (burst - cost) * interval - math.abs(state) * ((burst - 1) * 4.5e-16)
 end
 local remaining = trunc(burst - (state - now) / interval + 1e-9)
 if remaining < 0 then

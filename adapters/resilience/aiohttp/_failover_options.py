@@ -1,0 +1,71 @@
+"""Checking the failover client's options (``ValueError`` naming the field) and its defaults."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import aiohttp
+from resilience.breaker import CircuitBreaker, CountWindow
+from resilience.clock import Clock
+from resilience.events import EventBus
+from resilience.failover.credentials import carries_credentials
+
+__all__ = [
+    "default_breaker",
+    "methods_option",
+    "refuse_session_credentials",
+    "seconds_option",
+    "statuses_option",
+]
+
+
+def seconds_option(value: object, field: str, *, allow_none: bool) -> float | None:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"{field} must be a positive number of seconds, got {value!r}")
+    if value <= 0:
+        raise ValueError(f"{field} must be positive, got {value!r}")
+    return float(value)
+
+
+def statuses_option(value: object) -> frozenset[int]:
+    if not isinstance(value, Iterable) or isinstance(value, str | bytes):
+        raise ValueError(f"failover_on must be a collection of HTTP statuses, got {value!r}")
+    out = frozenset(value)
+    if not all(isinstance(s, int) and not isinstance(s, bool) and 100 <= s <= 599 for s in out):
+        raise ValueError(f"failover_on must hold HTTP statuses (100-599), got {value!r}")
+    return out
+
+
+def methods_option(value: object) -> frozenset[str]:
+    if not isinstance(value, Iterable) or isinstance(value, str | bytes):
+        raise ValueError(f"methods must be a collection of HTTP method names, got {value!r}")
+    items = list(value)
+    if not all(isinstance(m, str) and m.isalpha() for m in items):
+        raise ValueError(f"methods must be HTTP method names, got {value!r}")
+    return frozenset(m.upper() for m in items)
+
+
+def default_breaker(name: str, clock: Clock, events: EventBus) -> CircuitBreaker:
+    return CircuitBreaker(
+        name,
+        failure_rate_threshold=0.5,
+        minimum_calls=10,
+        window=CountWindow(20),
+        open_duration=10.0,
+        clock=clock,
+        events=events,
+    )
+
+
+def refuse_session_credentials(session: aiohttp.ClientSession) -> None:
+    """A session's default credentials would reach the secondary on every failover."""
+    defaults = getattr(session, "headers", None) or {}
+    if carries_credentials(defaults, {"auth": getattr(session, "auth", None)}):
+        raise ValueError(
+            "session has default Authorization/Cookie/Proxy-Authorization headers or auth; "
+            "they would reach the secondary (another host): pass them per request, or set "
+            "forward_credentials=True"
+        )

@@ -1,0 +1,109 @@
+"""RedisBlobStore against a real redis-server: the store contract, layout, TTLs, async clients."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+
+import pytest
+import redis
+import redis.asyncio
+
+from resilience import ClaimCheck, PayloadMissing
+from resilience.events import EventBus
+from resilience.redis import RedisBlobStore
+from resilience.testing import FakeClock
+from tests.claimcheck_contract import SECRET, check_store_contract
+
+pytestmark = pytest.mark.redis
+
+
+@pytest.fixture
+def client(redis_url: str) -> Iterator[redis.Redis]:
+    with redis.Redis.from_url(redis_url) as c:
+        yield c
+
+
+def test_store_contract(
+    client: redis.Redis, every_key_expires: Callable[[str], int], redis_url: str
+) -> None:
+    check_store_contract(lambda: RedisBlobStore(client, chunk_size=4096))
+    every_key_expires(redis_url)
+
+
+def test_layout_one_slot_per_payload_and_ttl_on_every_key(
+    client: redis.Redis, redis_url: str, every_key_expires: Callable[[str], int]
+) -> None:
+    store = RedisBlobStore(client, chunk_size=1000, max_ttl=500.0)
+    cc = ClaimCheck(store, SECRET, threshold=1, ttl=60.0, events=EventBus())
+    data = os.urandom(10_500)
+    env = cc.check_in(iter([data[:10], data[10:]]))
+    ticket = cc.ticket(env)
+    assert ticket is not None
+    keys = sorted(k.decode() for k in client.keys("*"))
+    payload_keys = [k for k in keys if not k.startswith("rcc:d:")]
+    assert len(payload_keys) == 11 + 2  # 11 chunks, meta, refs
+    # one hash tag, so one cluster slot, for every key of the payload
+    assert all(k.startswith(f"rcc:{{{ticket.blob_id}}}:") for k in payload_keys)
+    assert keys.count(f"rcc:d:{ticket.digest}") == 1
+    assert every_key_expires(redis_url) == 14
+    assert all(0 < client.pttl(k) <= 60_000 for k in keys)
+    assert cc.redeem(env) == data
+    cc.release(env)
+    assert client.keys("*") == []
+
+
+def test_no_expiry_means_max_ttl(client: redis.Redis) -> None:
+    store = RedisBlobStore(client, max_ttl=500.0)
+    cc = ClaimCheck(store, SECRET, threshold=1, events=EventBus())
+    cc.check_in(b"payload")
+    assert all(400_000 < client.pttl(k) <= 500_000 for k in client.keys("*"))
+
+
+def test_aborted_upload_is_deleted_and_abandoned_ones_expire(client: redis.Redis) -> None:
+    store = RedisBlobStore(client, chunk_size=100, upload_ttl=30.0)
+    writer = store.begin()
+    writer.write(b"x" * 1000)
+    keys = client.keys("*")
+    assert len(keys) == 10 and all(0 < client.pttl(k) <= 30_000 for k in keys)
+    writer.abort()
+    assert client.keys("*") == []
+
+
+def test_hostile_ids_touch_nothing(client: redis.Redis) -> None:
+    store = RedisBlobStore(client)
+    client.set("rcc:{x}:m", "not ours")
+    for bad in ("x", "*", "x}:m", "../", "0" * 31):
+        with pytest.raises(PayloadMissing):
+            store.reader(bad)
+        assert store.release(bad, "r") is False
+        assert store.delete(bad) is False
+    assert client.get("rcc:{x}:m") == b"not ours"
+
+
+async def test_async_client(redis_url: str) -> None:
+    client = redis.asyncio.Redis.from_url(redis_url)
+    try:
+        store = RedisBlobStore(client, chunk_size=1000)
+        clock = FakeClock(1000.0)
+        cc = ClaimCheck(store, SECRET, threshold=10, ttl=10.0, clock=clock, events=EventBus())
+        data = os.urandom(5000)
+        a = await cc.acheck_in(data)
+        b = await cc.acheck_in(data)
+        assert await cc.aredeem(a) == data
+        assert await cc.arelease(a) is False
+        assert await cc.arelease(b) is True
+        with pytest.raises(PayloadMissing):
+            await cc.aredeem(b)
+        with pytest.raises(TypeError, match="asyncio client"):
+            cc.check_in(data)
+        c = cc.ticket(await cc.acheck_in(data))
+        assert c is not None
+        clock.advance(10)
+        assert await store.aexpired(clock.time()) == [c.blob_id]
+        assert await cc.asweep() == 1
+        with pytest.raises(PayloadMissing):
+            await store.areader(c.blob_id)
+        assert await client.keys("*") == []
+    finally:
+        await client.aclose()

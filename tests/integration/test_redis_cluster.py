@@ -1,0 +1,321 @@
+"""A real Redis Cluster: 3 masters, 3 replicas, fresh clients under concurrency, a lost master.
+
+Issue 9: with a fresh ``redis.asyncio.cluster.RedisCluster`` and 60 concurrent
+``atry_acquire`` calls, a raw ``AttributeError`` ('NoneType' object has no
+attribute 'writelines') left the limiter about one run in three.  Each test
+here starts many fresh clients at once (threads or tasks behind a barrier),
+spreads its keys over all three masters (checked against the cluster's own
+slot map) and counts admissions exactly: no store error, no exception, no
+decision lost or counted twice.  The failover test kills a master with
+``SIGKILL`` mid-run and requires every call to come back within its bound,
+answer by the outage policy during the gap, and decisions to resume on the
+promoted replica by themselves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import Counter
+from typing import Any
+
+import pytest
+import redis.asyncio.cluster
+import redis.cluster
+from redis.crc import key_slot
+
+from resilience import CircuitBreaker, CircuitOpen, CircuitState, FixedWindow, RateLimiter
+from resilience.events import EventBus
+from resilience.redis import RedisStore
+from resilience.redis.testing import RedisClusterNodes
+
+pytestmark = [pytest.mark.redis, pytest.mark.slow]
+
+LONG = 86_400.0
+CLIENTS = 16  # fresh clients, one after another, each hit by TASKS calls at once
+TASKS = 60
+KEYS_PER_MASTER = 2
+LIMIT = 7  # per key; each key gets TASKS / (3 * KEYS_PER_MASTER) = 10 calls
+ROOMY = 2.0  # store timeout for exact counts on a loaded machine
+
+
+def _keys_on_every_master(cluster: RedisClusterNodes, store: RedisStore, name: str) -> list[str]:
+    """Client keys whose Redis keys land on each master, ``KEYS_PER_MASTER`` per master."""
+    table = store.table(FixedWindow(LIMIT, LONG), lambda: 0.0, name)
+    masters = cluster.master_ports()
+    assert len(masters) == 3
+    chosen: dict[int, list[str]] = {port: [] for port in masters}
+    for index in range(10_000):
+        key = f"user-{index}"
+        owner = cluster.slot_owner(key_slot(table.redis_key(key)))
+        if len(chosen[owner]) < KEYS_PER_MASTER:
+            chosen[owner].append(key)
+        if all(len(keys) == KEYS_PER_MASTER for keys in chosen.values()):
+            break
+    assert all(len(keys) == KEYS_PER_MASTER for keys in chosen.values()), chosen
+    return [key for keys in chosen.values() for key in keys]
+
+
+def _limiter(
+    store: RedisStore, name: str, policy: str = "fail_open", limit: int = LIMIT
+) -> RateLimiter:
+    return RateLimiter(
+        FixedWindow(limit, LONG),
+        store=store,
+        name=name,
+        on_store_error=policy,  # type: ignore[arg-type]
+        events=EventBus(),
+    )
+
+
+def _inexact(admitted: Counter[str], keys: list[str], limiter: RateLimiter) -> list[str]:
+    """What differs from exactly ``LIMIT`` admissions per key and no store error."""
+    assert TASKS // len(keys) > LIMIT
+    problems = []
+    if limiter.store_errors:
+        problems.append(f"{limiter.name}: {limiter.store_errors} store errors")
+    if dict(admitted) != dict.fromkeys(keys, LIMIT):
+        problems.append(f"{limiter.name}: admitted {dict(admitted)}, expected {LIMIT} per key")
+    return problems
+
+
+async def _fresh_async_round(cluster: RedisClusterNodes, name: str) -> list[str]:
+    """TASKS concurrent decisions on a fresh asyncio cluster client: what went wrong."""
+    client = redis.asyncio.cluster.RedisCluster(host="127.0.0.1", port=cluster.ports[0])
+    store = RedisStore(client, timeout=ROOMY)
+    limiter = _limiter(store, name)
+    keys = _keys_on_every_master(cluster, store, name)
+    barrier = asyncio.Barrier(TASKS)
+    admitted: Counter[str] = Counter()
+
+    async def call(index: int) -> None:
+        key = keys[index % len(keys)]
+        await barrier.wait()
+        if (await limiter.atry_acquire(key)).allowed:
+            admitted[key] += 1
+
+    try:
+        results = await asyncio.wait_for(
+            asyncio.gather(*(call(i) for i in range(TASKS)), return_exceptions=True), 30
+        )
+    finally:
+        await store.aclose()
+        await client.aclose()
+    raised = [f"{type(r).__name__}: {r}" for r in results if isinstance(r, BaseException)]
+    return raised + _inexact(admitted, keys, limiter)
+
+
+async def test_fresh_async_clients_under_concurrency_admit_exactly(
+    redis_cluster: RedisClusterNodes,
+) -> None:
+    """The issue's reproduction, many times over: no exception, exact counts on every master."""
+    problems: list[str] = []
+    for round_ in range(CLIENTS):
+        problems += await _fresh_async_round(redis_cluster, f"async-fresh-{round_}")
+    assert problems == []
+
+
+def _fresh_sync_round(cluster: RedisClusterNodes, name: str, threads: int) -> list[str]:
+    """TASKS decisions from ``threads`` threads on a fresh sync cluster client."""
+    client = redis.cluster.RedisCluster(host="127.0.0.1", port=cluster.ports[0])
+    store = RedisStore(client, timeout=ROOMY)
+    limiter = _limiter(store, name)
+    keys = _keys_on_every_master(cluster, store, name)
+    barrier = threading.Barrier(threads, timeout=30)
+    admitted: Counter[str] = Counter()
+    raised: list[str] = []
+    lock = threading.Lock()
+    per_thread = -(-TASKS // threads)
+
+    def worker(index: int) -> None:
+        try:
+            barrier.wait()
+            for number in range(index * per_thread, min(TASKS, (index + 1) * per_thread)):
+                key = keys[number % len(keys)]
+                if limiter.try_acquire(key).allowed:
+                    with lock:
+                        admitted[key] += 1
+        except BaseException as exc:  # collected: a raw error must fail the test
+            raised.append(f"{type(exc).__name__}: {exc}")
+
+    workers = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(threads)]
+    try:
+        for thread in workers:
+            thread.start()
+        for thread in workers:
+            thread.join(30)
+        assert not any(thread.is_alive() for thread in workers)
+    finally:
+        store.close()
+        client.close()
+    return raised + _inexact(admitted, keys, limiter)
+
+
+def test_fresh_sync_clients_under_thread_concurrency_admit_exactly(
+    redis_cluster: RedisClusterNodes,
+) -> None:
+    problems: list[str] = []
+    for round_ in range(4):
+        problems += _fresh_sync_round(redis_cluster, f"sync-fresh-{round_}", threads=24)
+    assert problems == []
+
+
+# -- a master killed mid-run -------------------------------------------------------------------
+
+TIMEOUT = 0.25
+BOUND = 2 * TIMEOUT + 0.5  # a first call loads the slot map, then runs; room for a loaded CI
+RESUMED = 20  # consecutive answered calls on the lost master's key after its replica took over
+
+
+def _key_on(cluster: RedisClusterNodes, store: RedisStore, name: str, port: int) -> str:
+    table = store.table(FixedWindow(LIMIT, LONG), lambda: 0.0, name)
+    for index in range(10_000):
+        key = f"client-{index}"
+        if cluster.slot_owner(key_slot(table.redis_key(key))) == port:
+            return key
+    raise AssertionError(f"no key on {port}")
+
+
+class Recorder:
+    """Times each decision on one key and classifies it by the limiter's error count."""
+
+    def __init__(self, limiter: RateLimiter, key: str, failures: list[str]) -> None:
+        self.limiter = limiter
+        self.key = key
+        self.failures = failures  # the store errors, as the limiter reported them
+        self.slowest = 0.0
+        self.errors = 0
+        self.streak = 0  # consecutive decisions answered by Redis
+        self.messages: list[str] = []
+
+    async def decide(self, sync: bool) -> None:
+        limiter = self.limiter
+        before = limiter.store_errors
+        started = time.monotonic()
+        if sync:
+            decision = limiter.try_acquire(self.key)
+        else:
+            decision = await limiter.atry_acquire(self.key)
+        self.slowest = max(self.slowest, time.monotonic() - started)
+        if limiter.store_errors == before:
+            self.streak += 1
+            assert decision.allowed  # the limit is never reached: Redis admits
+            return
+        self.errors += 1
+        self.streak = 0
+        assert self.failures, "a store error without a StoreFailed event"
+        self.messages.append(self.failures[-1])
+        # The outage policy answered: fail_open admits, fail_closed refuses.
+        if limiter.on_store_error == "fail_open":
+            assert decision.allowed
+        else:
+            assert not decision.allowed
+            assert decision.retry_after == limiter.store_error_retry_after
+
+
+@pytest.mark.parametrize(("mode", "policy"), [("async", "fail_closed"), ("sync", "fail_open")])
+async def test_master_killed_mid_run_decisions_resume_on_the_promoted_replica_and_back(
+    fresh_redis_cluster: RedisClusterNodes, mode: str, policy: str
+) -> None:
+    cluster = fresh_redis_cluster
+    options = {"socket_timeout": TIMEOUT, "socket_connect_timeout": TIMEOUT}
+    port = cluster.ports[0]
+    sync = mode == "sync"
+    client: Any = (
+        redis.cluster.RedisCluster(host="127.0.0.1", port=port, **options)
+        if sync
+        else redis.asyncio.cluster.RedisCluster(host="127.0.0.1", port=port, **options)
+    )
+    store = RedisStore(client, timeout=TIMEOUT)
+    name = f"failover-{mode}"
+    failures: list[str] = []
+    limiter = RateLimiter(
+        FixedWindow(10**9, LONG),
+        store=store,
+        name=name,
+        on_store_error=policy,  # type: ignore[arg-type]
+        events=EventBus([lambda event: failures.append(getattr(event, "error", repr(event)))]),
+    )
+    victim, survivor = cluster.master_ports()[:2]
+    lost = Recorder(limiter, _key_on(cluster, store, name, victim), failures)
+    kept = Recorder(limiter, _key_on(cluster, store, name, survivor), failures)
+    slot = key_slot(store.table(limiter.algorithm, lambda: 0.0, name).redis_key(lost.key))
+    deadline = time.monotonic() + 45
+    try:
+        for step in range(5_000):  # bounded in count and in time
+            if step == 20:
+                assert lost.errors == 0 and kept.errors == 0
+                cluster.kill(victim)  # SIGKILL: its replica is promoted after node_timeout
+            await lost.decide(sync)
+            await kept.decide(sync)
+            if lost.errors and lost.streak >= RESUMED:
+                break
+            assert time.monotonic() < deadline, "decisions did not resume after the failover"
+            await asyncio.sleep(0.02)
+        else:
+            raise AssertionError("bounded loop ran out")
+        assert lost.errors > 0  # the gap was seen, and answered by the policy
+        assert cluster.slot_owner(slot) != victim  # answered by the promoted replica
+        # The other masters answer too, except while the cluster reports a slot without a
+        # master (cluster-require-full-coverage yes, the default): then every node refuses.
+        assert all("ClusterDownError" in message for message in kept.messages), kept.messages
+        assert lost.slowest <= BOUND and kept.slowest <= BOUND
+
+        # Failback: the crashed node rejoins as a replica and takes its slots back
+        # (CLUSTER FAILOVER); decisions follow the slot to it by themselves.
+        cluster.restart(victim)
+        cluster.failover(victim)
+        assert cluster.slot_owner(slot) == victim
+        lost.streak = 0
+        for _ in range(2_000):
+            await lost.decide(sync)
+            await kept.decide(sync)
+            if lost.streak >= RESUMED:
+                break
+            assert time.monotonic() < deadline + 60, "decisions did not follow the failback"
+            await asyncio.sleep(0.02)
+        else:
+            raise AssertionError("bounded loop ran out")
+        assert lost.slowest <= BOUND and kept.slowest <= BOUND
+        runner = store.run_sync if sync else store.run_async
+        assert runner is not None
+        assert runner.idle_connections <= store.connections * len(cluster.ports)
+    finally:
+        if sync:
+            store.close()
+            client.close()
+        else:
+            await store.aclose()
+            await client.aclose()
+
+
+async def test_breaker_state_is_shared_through_the_cluster(
+    redis_cluster: RedisClusterNodes,
+) -> None:
+    """Two stores on fresh clients see one circuit: opened by one, closed by the other."""
+    port = redis_cluster.ports[0]
+    sync = redis.cluster.RedisCluster(host="127.0.0.1", port=port)
+    aio = redis.asyncio.cluster.RedisCluster(host="127.0.0.1", port=port)
+    mine = RedisStore(aio, timeout=ROOMY)
+    theirs = RedisStore(sync, timeout=ROOMY)
+    one = CircuitBreaker("cluster-breaker", consecutive_failures=3, store=mine)
+    other = CircuitBreaker("cluster-breaker", consecutive_failures=3, store=theirs)
+
+    async def fail() -> None:
+        raise ConnectionError("dependency down")
+
+    try:
+        for _ in range(3):
+            with pytest.raises(ConnectionError):
+                await one.acall(fail)
+        assert other.state is CircuitState.OPEN
+        with pytest.raises(CircuitOpen):
+            other.call(lambda: None)
+        other.force_closed()
+        assert await one.astate() is CircuitState.CLOSED
+    finally:
+        theirs.close()
+        await mine.aclose()
+        sync.close()
+        await aio.aclose()
