@@ -7,7 +7,12 @@ transition; this class classifies outcomes, times calls when it must, raises
 :class:`~resilience.errors.CircuitOpen` and emits
 :class:`~resilience.events.CircuitStateChanged`.
 
-The closed hot path reads one attribute (``table.closed``), makes the call,
+Every path but one is a step generator (``_guarded``, ``_acquire``,
+``_settle``, ``_control``) run by ``drive_sync`` or ``drive_async``; store
+operations are ``Io`` steps, so a remote table's async form is awaited and a
+local table's sync form is called without an extra await.  The one
+exception is the closed hot path, built once by ``_closed_path``: it reads
+one attribute (``table.closed``), makes the call,
 and counts a success with one lock-free ``next()``; it reads no clock unless
 slow calls or a time window need one and builds nothing when no sink listens.
 """
@@ -19,15 +24,16 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar, overload
 
 from resilience.breaker.config import BreakerConfig, check_exceptions, check_predicate
+from resilience.breaker.guard import BreakerGuard
 from resilience.breaker.memory import MemoryBreakerStore
-from resilience.breaker.outcome import CANCELLED, FAILED, RELEASE, SUCCEEDED, Classifier
-from resilience.breaker.state import BreakerSnapshot, CircuitState, Permit, Transition
-from resilience.breaker.store import BreakerStore, BreakerTable
+from resilience.breaker.outcome import CANCELLED, FAILED, RELEASE, Classifier
+from resilience.breaker.store import AsyncBreakerOps, BreakerStore, BreakerTable, async_ops
+from resilience.breaker.values import BreakerSnapshot, CircuitState, Permit, Transition
 from resilience.breaker.windows import CountWindow, Window
 from resilience.clock import Clock, now_function, resolve_clock
 from resilience.errors import CircuitOpen
 from resilience.events import CircuitStateChanged, EventBus, default_bus
-from resilience.policy import Policy, is_async_callable
+from resilience.policy import CALL, Io, Policy, Steps, drive_async, drive_sync, is_async_callable
 
 __all__ = ["CircuitBreaker"]
 
@@ -88,11 +94,14 @@ class CircuitBreaker(Policy):
     """
 
     __slots__ = (
+        "_aio",
+        "_arun",
         "_classifier",
         "_events",
         "_failure_if",
         "_local",
         "_now",
+        "_run",
         "_table",
         "_timed",
         "clock",
@@ -153,147 +162,153 @@ class CircuitBreaker(Policy):
         self.store: BreakerStore = MemoryBreakerStore() if store is None else store
         self._table: BreakerTable = self.store.breaker_table(name, self.config, self._now)
         self._local = bool(self._table.local)
+        self._aio: AsyncBreakerOps | None = async_ops(self._table)
         self._timed = self.config.slow_call_duration is not None
+        self._run, self._arun = self._closed_path()
 
     # -- as a policy ------------------------------------------------------------------
 
-    # The closed fast path is written out in call, acall and both decorator wrappers:
-    # one more Python call would add a fifth to its cost.
-
     def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run ``fn`` if the circuit lets it; raise ``CircuitOpen`` if not."""
-        fast = self._table.closed
-        if fast is None:
-            return self._call_guarded(fn, args, kwargs)
-        try:
-            result = fn(*args, **kwargs)
-        except BaseException as exc:
-            self._settle(fast.permit, self._classifier.error(exc), 0.0)
-            raise
-        if self._failure_if is not None:
-            return self._finish(fast.permit, result, 0.0)
-        transition = fast.success()
-        if transition is not None:
-            self._emit(transition)
-        return result
-
-    def _call_guarded(self, fn: Callable[..., R], args: Any, kwargs: Any) -> R:
-        start = self._now()
-        permit = self._table.acquire(start)
-        if not permit.allowed:
-            raise self._rejected(permit)
-        if permit.transition is not None:
-            self._emit(permit.transition)
-        try:
-            result = fn(*args, **kwargs)
-        except BaseException as exc:
-            self._settle(permit, self._classifier.error(exc), start)
-            raise
-        if self._failure_if is not None:
-            return self._finish(permit, result, start)
-        end = self._now()
-        transition = self._table.record(permit, False, end - start if self._timed else 0.0, end)
-        if transition is not None:
-            self._emit(transition)
+        result: R = self._run(fn, args, kwargs)
         return result
 
     async def acall(self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """Await ``fn`` if the circuit lets it; raise ``CircuitOpen`` if not."""
-        fast = self._table.closed
-        if fast is None:
-            return await self._acall_guarded(fn, args, kwargs)
-        try:
-            result = await fn(*args, **kwargs)
-        except BaseException as exc:
-            self._settle(fast.permit, self._classifier.error(exc), 0.0)
-            raise
-        if self._failure_if is not None:
-            return self._finish(fast.permit, result, 0.0)
-        transition = fast.success()
-        if transition is not None:
-            self._emit(transition)
+        result: R = await self._arun(fn, args, kwargs)
         return result
 
-    async def _acall_guarded(self, fn: Callable[..., Awaitable[R]], args: Any, kwargs: Any) -> R:
-        if self._local:  # the in-memory table never blocks: no extra awaits
-            start = self._now()
-            permit = self._table.acquire(start)
-            if not permit.allowed:
-                raise self._rejected(permit)
-            if permit.transition is not None:
-                self._emit(permit.transition)
+    def _closed_path(self) -> tuple[Callable[..., Any], Callable[..., Awaitable[Any]]]:
+        """THE hot path, built once: run the call while the table offers its closed shortcut.
+
+        The sync and async products differ only in ``await fn``: that is the
+        one sync/async pair in the breaker, kept because one more Python call
+        would add a fifth to the closed path's cost.  Everything else (an open
+        or half-open circuit, a remote table, ``failure_if``, a failure) goes
+        through the step generators below, written once for both drivers.
+        """
+        table, emit, failure_if, clock = self._table, self._emit, self._failure_if, self.clock
+        admit, guarded, closed_outcome = self._admit, self._guarded, self._closed_outcome
+        local = self._local
+
+        def run(fn: Callable[..., Any], args: Any, kwargs: Any) -> Any:
+            fast = table.closed
+            if fast is None:
+                return drive_sync(guarded(*admit()), clock, fn, args, kwargs)
+            try:
+                result = fn(*args, **kwargs)
+            except BaseException as exc:
+                closed_outcome(fast.permit, exc, None)
+                raise
+            if failure_if is not None:
+                return closed_outcome(fast.permit, None, result)
+            transition = fast.success()
+            if transition is not None:
+                emit(transition)
+            return result
+
+        async def arun(fn: Callable[..., Awaitable[Any]], args: Any, kwargs: Any) -> Any:
+            fast = table.closed
+            if fast is None:
+                steps = guarded(*admit()) if local else guarded(None, 0.0)
+                return await drive_async(steps, clock, fn, args, kwargs)
             try:
                 result = await fn(*args, **kwargs)
             except BaseException as exc:
-                self._settle(permit, self._classifier.error(exc), start)
+                closed_outcome(fast.permit, exc, None)
                 raise
-            if self._failure_if is not None:
-                return self._finish(permit, result, start)
-            self._settle(permit, SUCCEEDED, start)
+            if failure_if is not None:
+                return closed_outcome(fast.permit, None, result)
+            transition = fast.success()
+            if transition is not None:
+                emit(transition)
             return result
-        start = self._now()
-        permit = await self._table.aacquire(start)
-        if not permit.allowed:
-            raise self._rejected(permit)
-        if permit.transition is not None:
-            self._emit(permit.transition)
+
+        return run, arun
+
+    # -- the guarded path and its steps, written once for both drivers ---------------
+
+    def _guarded(self, permit: Permit | None, start: float) -> Steps[Any]:
+        """Acquire (unless ``permit`` was taken already), CALL, then settle the outcome."""
+        if permit is None:
+            start = self._now()
+            permit = yield from self._acquire(start, refuse=True)
         try:
-            result = await fn(*args, **kwargs)
+            result = yield CALL
         except BaseException as exc:
-            await self._asettle(permit, self._classifier.error(exc), start)
+            yield from self._settle(permit, self._classifier.error(exc), start)
             raise
-        try:
-            verdict = self._classifier.result(result)
-        except BaseException:
-            await self._asettle(permit, RELEASE, start)
-            raise
-        await self._asettle(permit, verdict, start)
+        yield from self._settle_result(permit, result, start)
         return result
 
-    # -- shared steps -------------------------------------------------------------------
+    def _admit(self) -> tuple[Permit, float]:
+        """Acquire from a table whose sync operations may be called here; raise if refused."""
+        start = self._now()
+        return self._checked(self._table.acquire(start), refuse=True), start
 
-    def _rejected(self, permit: Permit) -> CircuitOpen:
-        if permit.transition is not None:  # a remote store may move and refuse at once
+    def _acquire(self, now: float, *, refuse: bool) -> Steps[Permit]:
+        aio = self._aio
+        permit = yield Io(self._table.acquire, None if aio is None else aio.acquire, now)
+        return self._checked(permit, refuse=refuse)
+
+    def _checked(self, permit: Permit, *, refuse: bool) -> Permit:
+        if permit.transition is not None:  # open -> half-open (a remote store may also refuse)
             self._emit(permit.transition)
-        error: CircuitOpen = _CircuitOpen(self.name, permit.retry_after)
-        return error
+        if refuse and not permit.allowed:
+            raise _CircuitOpen(self.name, permit.retry_after)
+        return permit
 
-    def _finish(self, permit: Permit, result: R, start: float) -> R:
+    def _settle_result(self, permit: Permit, result: Any, start: float) -> Steps[None]:
+        """Classify a returned value (``failure_if``) and report it."""
         try:
             verdict = self._classifier.result(result)
         except BaseException:
-            self._settle(permit, RELEASE, start)
+            yield from self._settle(permit, RELEASE, start)
             raise
-        self._settle(permit, verdict, start)
+        yield from self._settle(permit, verdict, start)
+
+    def _settle(self, permit: Permit, verdict: int, start: float | None) -> Steps[None]:
+        """Report a finished call; ``start`` is ``None`` when the caller gives no timing."""
+        now = self._now()
+        if verdict > FAILED:
+            if verdict == CANCELLED and permit.state is HALF_OPEN:
+                verdict = FAILED
+            else:
+                yield from self._release(permit, now)
+                return
+        duration = now - start if self._timed and start is not None else 0.0
+        yield from self._record(permit, verdict == FAILED, duration, now)
+
+    def _record(self, permit: Permit, failed: bool, duration: float, now: float) -> Steps[None]:
+        aio = self._aio
+        transition = yield Io(
+            self._table.record, None if aio is None else aio.record, permit, failed, duration, now
+        )
+        if transition is not None:
+            self._emit(transition)
+
+    def _release(self, permit: Permit, now: float) -> Steps[None]:
+        aio = self._aio
+        yield Io(self._table.release, None if aio is None else aio.release, permit, now)
+
+    def _closed_outcome(self, permit: Permit, exc: BaseException | None, result: Any) -> Any:
+        """The closed shortcut's slow exits (an exception, ``failure_if``): a local table."""
+        if exc is not None:
+            steps = self._settle(permit, self._classifier.error(exc), 0.0)
+        else:
+            steps = self._settle_result(permit, result, 0.0)
+        drive_sync(steps, self.clock)
         return result
 
-    def _settle(self, permit: Permit, verdict: int, start: float) -> None:
-        """Report a finished call to the table (sync)."""
-        now = self._now()
-        if verdict > FAILED:
-            if verdict == CANCELLED and permit.state is HALF_OPEN:
-                verdict = FAILED
-            else:
-                self._table.release(permit, now)
-                return
-        duration = now - start if self._timed else 0.0
-        transition = self._table.record(permit, verdict == FAILED, duration, now)
-        if transition is not None:
-            self._emit(transition)
-
-    async def _asettle(self, permit: Permit, verdict: int, start: float) -> None:
-        """Report a finished call to a remote table."""
-        now = self._now()
-        if verdict > FAILED:
-            if verdict == CANCELLED and permit.state is HALF_OPEN:
-                verdict = FAILED
-            else:
-                await self._table.arelease(permit, now)
-                return
-        duration = now - start if self._timed else 0.0
-        transition = await self._table.arecord(permit, verdict == FAILED, duration, now)
-        if transition is not None:
-            self._emit(transition)
+    def _control(self, op: str, *args: Any) -> Steps[Any]:
+        """One operator control or read (``force``, ``reset``, ``state``, ``snapshot``)."""
+        aio = self._aio
+        value = yield Io(
+            getattr(self._table, op), None if aio is None else getattr(aio, op), *args, self._now()
+        )
+        if op in ("force", "reset") and value is not None:
+            self._emit(value)
+        return value
 
     def _emit(self, transition: Transition) -> None:
         bus = self._events
@@ -301,7 +316,7 @@ class CircuitBreaker(Policy):
             old, new, reason = transition
             bus.emit(CircuitStateChanged(self.name, old.value, new.value, reason))
 
-    # -- as a decorator -------------------------------------------------------------------
+    # -- as a decorator and as a context manager -------------------------------------------
 
     @overload
     def __call__(
@@ -312,94 +327,73 @@ class CircuitBreaker(Policy):
     def __call__(self, fn: Callable[P, R]) -> Callable[P, R]: ...
 
     def __call__(self, fn: Callable[..., Any]) -> Callable[..., Any]:
-        """``@breaker``: wrap a sync or async function (the fast path inlined)."""
-        wrapper = self._wrap_async(fn) if is_async_callable(fn) else self._wrap_sync(fn)
+        """``@breaker``: wrap a sync or async function in the closed path."""
+        wrapper: Callable[..., Any]
+        if is_async_callable(fn):
+            arun = self._arun
+
+            async def awrapper(*args: Any, **kwargs: Any) -> Any:
+                return await arun(fn, args, kwargs)
+
+            wrapper = awrapper
+        else:
+            run = self._run
+
+            def wrapper(*args: Any, **kwargs: Any) -> Any:
+                return run(fn, args, kwargs)
+
+        wrapper = functools.wraps(fn)(wrapper)
         wrapper.__dict__["__resilience_policy__"] = self  # as Policy.decorate marks it
         return wrapper
 
-    def _wrap_sync(self, fn: Callable[..., Any]) -> Callable[..., Any]:
-        table, error, settle = self._table, self._classifier.error, self._settle
-        guarded, finish, emit, failure_if = (
-            self._call_guarded,
-            self._finish,
-            self._emit,
-            self._failure_if,
-        )
+    def guard(self, *, refuse: bool = True) -> BreakerGuard:
+        """``with breaker.guard() as g:`` protect a block; see :class:`BreakerGuard`.
 
-        @functools.wraps(fn)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            fast = table.closed
-            if fast is None:
-                return guarded(fn, args, kwargs)
-            try:
-                result = fn(*args, **kwargs)
-            except BaseException as exc:
-                settle(fast.permit, error(exc), 0.0)
-                raise
-            if failure_if is not None:
-                return finish(fast.permit, result, 0.0)
-            transition = fast.success()
-            if transition is not None:
-                emit(transition)
-            return result
+        ``refuse=False`` enters even when the circuit refuses: check ``g.allowed``.
+        """
+        return BreakerGuard(self, refuse=refuse)
 
-        return wrapper
+    def aguard(self, *, refuse: bool = True) -> BreakerGuard:
+        """``async with breaker.aguard() as g:`` (works with remote stores)."""
+        return BreakerGuard(self, refuse=refuse)
 
-    def _wrap_async(self, fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
-        table, error, settle = self._table, self._classifier.error, self._settle
-        guarded, finish, emit, failure_if = (
-            self._acall_guarded,
-            self._finish,
-            self._emit,
-            self._failure_if,
-        )
-
-        @functools.wraps(fn)
-        async def wrapper(*args: Any, **kwargs: Any) -> Any:
-            fast = table.closed
-            if fast is None:
-                return await guarded(fn, args, kwargs)
-            try:
-                result = await fn(*args, **kwargs)
-            except BaseException as exc:
-                settle(fast.permit, error(exc), 0.0)
-                raise
-            if failure_if is not None:
-                return finish(fast.permit, result, 0.0)
-            transition = fast.success()
-            if transition is not None:
-                emit(transition)
-            return result
-
-        return wrapper
-
-    # -- acquire / run / record by hand ------------------------------------------------
+    # -- acquire / run / record by hand: one generator each, both drivers --------------
 
     def permit(self, now: float | None = None) -> Permit:
         """Ask to run one call (never raises; check ``.allowed``); then ``on_*`` or ``release``."""
-        permit = self._table.acquire(self._now() if now is None else now)
-        if permit.transition is not None:
-            self._emit(permit.transition)
-        return permit
+        return drive_sync(self._acquire(self._at(now), refuse=False), self.clock)
+
+    async def apermit(self, now: float | None = None) -> Permit:
+        """Async :meth:`permit`."""
+        return await drive_async(self._acquire(self._at(now), refuse=False), self.clock)
 
     def on_success(self, permit: Permit, duration: float = 0.0, now: float | None = None) -> None:
         """The permitted call succeeded after ``duration`` seconds."""
-        self._record(permit, False, duration, now)
+        drive_sync(self._record(permit, False, duration, self._at(now)), self.clock)
+
+    async def aon_success(
+        self, permit: Permit, duration: float = 0.0, now: float | None = None
+    ) -> None:
+        """Async :meth:`on_success`."""
+        await drive_async(self._record(permit, False, duration, self._at(now)), self.clock)
 
     def on_failure(self, permit: Permit, duration: float = 0.0, now: float | None = None) -> None:
         """The permitted call failed after ``duration`` seconds."""
-        self._record(permit, True, duration, now)
+        drive_sync(self._record(permit, True, duration, self._at(now)), self.clock)
+
+    async def aon_failure(
+        self, permit: Permit, duration: float = 0.0, now: float | None = None
+    ) -> None:
+        """Async :meth:`on_failure`."""
+        await drive_async(self._record(permit, True, duration, self._at(now)), self.clock)
 
     def release(self, permit: Permit, now: float | None = None) -> None:
         """The permitted call does not count; a half-open probe frees its slot."""
-        self._table.release(permit, self._now() if now is None else now)
+        drive_sync(self._release(permit, self._at(now)), self.clock)
 
-    def _record(self, permit: Permit, failed: bool, duration: float, now: float | None) -> None:
-        transition = self._table.record(
-            permit, failed, duration, self._now() if now is None else now
-        )
-        if transition is not None:
-            self._emit(transition)
+    async def arelease(self, permit: Permit, now: float | None = None) -> None:
+        """Async :meth:`release`."""
+        await drive_async(self._release(permit, self._at(now)), self.clock)
 
     def on_error(self, permit: Permit, exc: BaseException, started: float) -> None:
         """The permitted call raised ``exc``; ``started`` is when it began (``clock`` time).
@@ -408,81 +402,61 @@ class CircuitBreaker(Policy):
         ``record`` as a failure, anything else as a success; a cancelled probe
         in half-open is a failure, a cancelled closed call counts as nothing.
         """
-        self._settle(permit, self._classifier.error(exc), started)
+        drive_sync(self._settle(permit, self._classifier.error(exc), started), self.clock)
 
     async def aon_error(self, permit: Permit, exc: BaseException, started: float) -> None:
         """Async :meth:`on_error` (for middleware; works with remote stores)."""
-        await self._asettle(permit, self._classifier.error(exc), started)
+        await drive_async(self._settle(permit, self._classifier.error(exc), started), self.clock)
 
-    async def apermit(self, now: float | None = None) -> Permit:
-        permit = await self._table.aacquire(self._now() if now is None else now)
-        if permit.transition is not None:
-            self._emit(permit.transition)
-        return permit
-
-    async def aon_success(
-        self, permit: Permit, duration: float = 0.0, now: float | None = None
-    ) -> None:
-        await self._arecord(permit, False, duration, now)
-
-    async def aon_failure(
-        self, permit: Permit, duration: float = 0.0, now: float | None = None
-    ) -> None:
-        await self._arecord(permit, True, duration, now)
-
-    async def arelease(self, permit: Permit, now: float | None = None) -> None:
-        await self._table.arelease(permit, self._now() if now is None else now)
-
-    async def _arecord(
-        self, permit: Permit, failed: bool, duration: float, now: float | None
-    ) -> None:
-        transition = await self._table.arecord(
-            permit, failed, duration, self._now() if now is None else now
-        )
-        if transition is not None:
-            self._emit(transition)
+    def _at(self, now: float | None) -> float:
+        return self._now() if now is None else now
 
     # -- state and operator controls ---------------------------------------------------
 
     @property
     def state(self) -> CircuitState:
         """The state a call would meet now (``half_open`` as soon as the open timer ran out)."""
-        return self._table.state(self._now())
+        state: CircuitState = drive_sync(self._control("state"), self.clock)
+        return state
+
+    async def astate(self) -> CircuitState:
+        """Async :attr:`state`."""
+        state: CircuitState = await drive_async(self._control("state"), self.clock)
+        return state
 
     def snapshot(self) -> BreakerSnapshot:
         """State plus the window's totals, for metrics and health pages."""
-        return self._table.snapshot(self._now())
+        snapshot: BreakerSnapshot = drive_sync(self._control("snapshot"), self.clock)
+        return snapshot
+
+    async def asnapshot(self) -> BreakerSnapshot:
+        """Async :meth:`snapshot`."""
+        snapshot: BreakerSnapshot = await drive_async(self._control("snapshot"), self.clock)
+        return snapshot
 
     def force_open(self) -> None:
         """Open and stay open (no probes) until ``force_closed()`` or ``reset()``."""
-        self._apply(self._table.force(CircuitState.OPEN, self._now()))
+        drive_sync(self._control("force", CircuitState.OPEN), self.clock)
+
+    async def aforce_open(self) -> None:
+        """Async :meth:`force_open`."""
+        await drive_async(self._control("force", CircuitState.OPEN), self.clock)
 
     def force_closed(self) -> None:
         """Close and stay closed (never trips; outcomes still counted) until ``reset()``."""
-        self._apply(self._table.force(CircuitState.CLOSED, self._now()))
+        drive_sync(self._control("force", CircuitState.CLOSED), self.clock)
+
+    async def aforce_closed(self) -> None:
+        """Async :meth:`force_closed`."""
+        await drive_async(self._control("force", CircuitState.CLOSED), self.clock)
 
     def reset(self) -> None:
         """Back to closed with an empty window, releasing any forced state."""
-        self._apply(self._table.reset(self._now()))
-
-    async def astate(self) -> CircuitState:
-        return await self._table.astate(self._now())
-
-    async def asnapshot(self) -> BreakerSnapshot:
-        return await self._table.asnapshot(self._now())
-
-    async def aforce_open(self) -> None:
-        self._apply(await self._table.aforce(CircuitState.OPEN, self._now()))
-
-    async def aforce_closed(self) -> None:
-        self._apply(await self._table.aforce(CircuitState.CLOSED, self._now()))
+        drive_sync(self._control("reset"), self.clock)
 
     async def areset(self) -> None:
-        self._apply(await self._table.areset(self._now()))
-
-    def _apply(self, transition: Transition | None) -> None:
-        if transition is not None:
-            self._emit(transition)
+        """Async :meth:`reset`."""
+        await drive_async(self._control("reset"), self.clock)
 
     def __repr__(self) -> str:
         return f"CircuitBreaker({self.name!r}, table={self._table!r})"
