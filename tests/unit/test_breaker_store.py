@@ -149,6 +149,8 @@ class LegacyTable:
         self.arelease, self.aforce, self.areset = ops.release, ops.force, ops.reset
         self.asnapshot = ops.snapshot
 
+    state = acquire = record = release = force = reset = snapshot = RemoteLikeTable._refuse
+
 
 class LegacyStore:
     def breaker_table(self, name: str, config: BreakerConfig, now: Any) -> LegacyTable:
