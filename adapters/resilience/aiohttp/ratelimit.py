@@ -21,7 +21,6 @@ from resilience.ratelimit.decision import Decision, StoreFullDecision
 from resilience.ratelimit.limiter import RateLimiter
 from resilience.web.headers import HeaderStyle, retry_after_seconds
 from resilience.web.keys import DEFAULT_KEY, RequestKey
-from resilience.web.limiting import refund, shape
 from resilience.web.problem import bad_request_body
 from resilience.web.rules import Cost, Route, RouteTable, Rule, check_exempt, check_statuses
 
@@ -75,7 +74,7 @@ def rate_limit_middleware(
         if not decision[0]:
             return _refusal(route, decision)
         if decision.delay:
-            await shape(lim, client, cost, decision.delay)
+            await lim.await_delay(client, cost, decision.delay)
         headers = route.headers
         if headers is None:
             if not refunds:
@@ -93,13 +92,13 @@ def rate_limit_middleware(
                 exc.headers.extend(pending)
                 pending.clear()
             if exc.status in refunds:
-                refund(lim, client, cost)
+                lim.refund(client, cost)
             raise
         if pending and not response.prepared:
             response.headers.extend(pending)
             pending.clear()
         if refunds and response.status in refunds:
-            refund(lim, client, cost)
+            lim.refund(client, cost)
         return response
 
     return rate_limit

@@ -25,7 +25,6 @@ from resilience.ratelimit.decision import Decision, StoreFullDecision
 from resilience.ratelimit.limiter import RateLimiter
 from resilience.web.headers import HeaderStyle, retry_after_seconds
 from resilience.web.keys import DEFAULT_KEY, RequestKey
-from resilience.web.limiting import refund, shape
 from resilience.web.problem import bad_request_body
 from resilience.web.rules import Cost, Route, RouteTable, Rule, check_exempt, check_statuses
 
@@ -104,7 +103,7 @@ class RateLimitMiddleware:
             await _refuse(send, route, decision)
             return
         if decision.delay:
-            await shape(limiter, key, cost, decision.delay)
+            await limiter.await_delay(key, cost, decision.delay)
         headers = route.headers
         if not self._refund:
             if headers is None:
@@ -127,7 +126,7 @@ class RateLimitMiddleware:
         )
         await self.app(scope, receive, recorder.send)
         if recorder.status in self._refund:
-            refund(limiter, key, cost)
+            limiter.refund(key, cost)
 
     def __repr__(self) -> str:
         return f"RateLimitMiddleware({self.app!r}, {self._default.limiter!r})"
