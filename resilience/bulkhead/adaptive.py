@@ -15,7 +15,7 @@ from typing import Any, Literal, ParamSpec, TypeVar
 
 from resilience.bulkhead.bulkhead import Bulkhead, check_whole
 from resilience.bulkhead.limits import AIMD, Gradient, LimitAlgorithm
-from resilience.clock import Clock, now_function
+from resilience.clock import Clock
 from resilience.events import EventBus
 from resilience.policy import CALL, Steps, drive_async, drive_sync
 
@@ -35,7 +35,7 @@ class AdaptiveBulkhead(Bulkhead):
     capacity and are not sampled, but always give their slot back.
     """
 
-    __slots__ = ("_estimate", "_now", "algorithm", "max_limit", "min_limit")
+    __slots__ = ("_estimate", "algorithm", "max_limit", "min_limit")
 
     def __init__(
         self,
@@ -72,7 +72,6 @@ class AdaptiveBulkhead(Bulkhead):
             events=events,
         )
         self._estimate = float(initial)
-        self._now = now_function(self.clock)
 
     @property
     def limit(self) -> int:

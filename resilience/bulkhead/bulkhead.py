@@ -26,7 +26,14 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar
 
-from resilience.clock import Clock, SystemClock, resolve_clock, sleep_async, sleep_sync
+from resilience.clock import (
+    Clock,
+    SystemClock,
+    now_function,
+    resolve_clock,
+    sleep_async,
+    sleep_sync,
+)
 from resilience.errors import BulkheadFull
 from resilience.events import BulkheadRejected, EventBus, default_bus
 from resilience.policy import Io, Policy, Steps, drive_async, drive_sync
@@ -45,9 +52,10 @@ class _Waiter:
     the same for threads and tasks and only the wait itself differs.
     """
 
-    __slots__ = ("future", "granted", "lock", "loop", "thread")
+    __slots__ = ("deadline", "future", "granted", "lock", "loop", "thread")
 
-    def __init__(self) -> None:
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline  # on the bulkhead's clock, from when it queued
         self.granted = False
         self.lock: threading.Lock | None = None
         self.future: asyncio.Future[None] | None = None
@@ -116,6 +124,7 @@ class Bulkhead(Policy):
         "_events",
         "_limit",
         "_lock",
+        "_now",
         "_system",
         "_waiters",
         "clock",
@@ -140,6 +149,7 @@ class Bulkhead(Policy):
         self.queue_timeout = check_timeout(queue_timeout, "queue_timeout")
         self.clock = resolve_clock(clock)
         self._system = isinstance(self.clock, SystemClock)
+        self._now = now_function(self.clock)
         if events is not None and not isinstance(events, EventBus):
             raise ValueError(f"events must be an EventBus, got {events!r}")
         self._events = default_bus if events is None else events
@@ -240,7 +250,8 @@ class Bulkhead(Policy):
                 self._active += 1
                 return None
             if len(self._waiters) < self.max_queue:
-                waiter = _Waiter()
+                timeout = self.queue_timeout
+                waiter = _Waiter(math.inf if timeout is None else self._now() + timeout)
                 self._waiters.append(waiter)
                 return waiter
         raise self._rejected("full")
@@ -279,16 +290,14 @@ class Bulkhead(Policy):
             if not lock.acquire(timeout=min(timeout, threading.TIMEOUT_MAX)):
                 raise TimeoutError
         else:  # another clock: a timer thread sleeps on it, then frees this waiter
-            timer = threading.Thread(
-                target=self._expire_thread, args=(waiter, timeout), daemon=True
-            )
+            timer = threading.Thread(target=self._expire_thread, args=(waiter,), daemon=True)
             timer.start()
             lock.acquire()
             if not waiter.granted:
                 raise TimeoutError
 
-    def _expire_thread(self, waiter: _Waiter, timeout: float) -> None:
-        sleep_sync(self.clock, timeout)
+    def _expire_thread(self, waiter: _Waiter) -> None:
+        sleep_sync(self.clock, max(0.0, waiter.deadline - self._now()))
         with self._lock:
             if waiter.granted or waiter not in self._waiters:
                 return
@@ -309,14 +318,14 @@ class Bulkhead(Policy):
             async with asyncio.timeout(timeout):
                 await future
         else:  # another clock: a timer task sleeps on it
-            timer = loop.create_task(self._expire_task(future, timeout))
+            timer = loop.create_task(self._expire_task(future, waiter.deadline))
             try:
                 await future
             finally:
                 timer.cancel()
 
-    async def _expire_task(self, future: asyncio.Future[None], timeout: float) -> None:
-        await sleep_async(self.clock, timeout)
+    async def _expire_task(self, future: asyncio.Future[None], deadline: float) -> None:
+        await sleep_async(self.clock, max(0.0, deadline - self._now()))
         if not future.done():
             future.set_exception(TimeoutError())
 
