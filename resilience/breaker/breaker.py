@@ -8,7 +8,7 @@ transition; this class classifies outcomes, times calls when it must, raises
 :class:`~resilience.events.CircuitStateChanged`.
 
 Every path but one is a step generator (``_guarded``, ``_acquire``,
-``_settle``, ``_control``) run by ``drive_sync`` or ``drive_async``; store
+``_settle``, ``_read``, ``_move``) run by ``drive_sync`` or ``drive_async``; store
 operations are ``Io`` steps, so a remote table's async form is awaited and a
 local table's sync form is called without an extra await.  The one
 exception is the closed hot path, built once by ``_closed_path``: it reads
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, ParamSpec, TypeVar, overload
+from typing import Any, Literal, ParamSpec, TypeVar, overload
 
 from resilience.breaker.config import BreakerConfig, check_exceptions, check_predicate
 from resilience.breaker.guard import BreakerGuard
@@ -300,15 +300,25 @@ class CircuitBreaker(Policy):
         drive_sync(steps, self.clock)
         return result
 
-    def _control(self, op: str, *args: Any) -> Steps[Any]:
-        """One operator control or read (``force``, ``reset``, ``state``, ``snapshot``)."""
+    @overload
+    def _read(self, op: Literal["state"]) -> Steps[CircuitState]: ...
+
+    @overload
+    def _read(self, op: Literal["snapshot"]) -> Steps[BreakerSnapshot]: ...
+
+    def _read(self, op: str) -> Steps[Any]:
+        """Read the table (``state`` or ``snapshot``) as one Io step."""
         aio = self._aio
-        value = yield Io(
-            getattr(self._table, op), None if aio is None else getattr(aio, op), *args, self._now()
-        )
-        if op in ("force", "reset") and value is not None:
-            self._emit(value)
-        return value
+        async_op = None if aio is None else getattr(aio, op)
+        return (yield Io(getattr(self._table, op), async_op, self._now()))
+
+    def _move(self, op: Literal["force", "reset"], *args: CircuitState) -> Steps[None]:
+        """An operator control (``force`` or ``reset``) as one Io step; emits its transition."""
+        aio = self._aio
+        async_op = None if aio is None else getattr(aio, op)
+        transition = yield Io(getattr(self._table, op), async_op, *args, self._now())
+        if transition is not None:
+            self._emit(transition)
 
     def _emit(self, transition: Transition) -> None:
         bus = self._events
@@ -416,47 +426,43 @@ class CircuitBreaker(Policy):
     @property
     def state(self) -> CircuitState:
         """The state a call would meet now (``half_open`` as soon as the open timer ran out)."""
-        state: CircuitState = drive_sync(self._control("state"), self.clock)
-        return state
+        return drive_sync(self._read("state"), self.clock)
 
     async def astate(self) -> CircuitState:
         """Async :attr:`state`."""
-        state: CircuitState = await drive_async(self._control("state"), self.clock)
-        return state
+        return await drive_async(self._read("state"), self.clock)
 
     def snapshot(self) -> BreakerSnapshot:
         """State plus the window's totals, for metrics and health pages."""
-        snapshot: BreakerSnapshot = drive_sync(self._control("snapshot"), self.clock)
-        return snapshot
+        return drive_sync(self._read("snapshot"), self.clock)
 
     async def asnapshot(self) -> BreakerSnapshot:
         """Async :meth:`snapshot`."""
-        snapshot: BreakerSnapshot = await drive_async(self._control("snapshot"), self.clock)
-        return snapshot
+        return await drive_async(self._read("snapshot"), self.clock)
 
     def force_open(self) -> None:
         """Open and stay open (no probes) until ``force_closed()`` or ``reset()``."""
-        drive_sync(self._control("force", CircuitState.OPEN), self.clock)
+        drive_sync(self._move("force", CircuitState.OPEN), self.clock)
 
     async def aforce_open(self) -> None:
         """Async :meth:`force_open`."""
-        await drive_async(self._control("force", CircuitState.OPEN), self.clock)
+        await drive_async(self._move("force", CircuitState.OPEN), self.clock)
 
     def force_closed(self) -> None:
         """Close and stay closed (never trips; outcomes still counted) until ``reset()``."""
-        drive_sync(self._control("force", CircuitState.CLOSED), self.clock)
+        drive_sync(self._move("force", CircuitState.CLOSED), self.clock)
 
     async def aforce_closed(self) -> None:
         """Async :meth:`force_closed`."""
-        await drive_async(self._control("force", CircuitState.CLOSED), self.clock)
+        await drive_async(self._move("force", CircuitState.CLOSED), self.clock)
 
     def reset(self) -> None:
         """Back to closed with an empty window, releasing any forced state."""
-        drive_sync(self._control("reset"), self.clock)
+        drive_sync(self._move("reset"), self.clock)
 
     async def areset(self) -> None:
         """Async :meth:`reset`."""
-        await drive_async(self._control("reset"), self.clock)
+        await drive_async(self._move("reset"), self.clock)
 
     def __repr__(self) -> str:
         return f"CircuitBreaker({self.name!r}, table={self._table!r})"

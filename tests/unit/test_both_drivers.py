@@ -32,12 +32,12 @@ from resilience import (
     timeout,
 )
 from resilience.breaker import BreakerConfig, MemoryBreakerTable
-from resilience.breaker.values import BreakerSnapshot, CircuitState, Permit, Transition
 from resilience.events import EventBus
 from resilience.idempotency import idempotent
 from resilience.policy import Policy
 from resilience.ratelimit import rate_limit
 from resilience.testing import FakeClock
+from tests.unit.test_breaker_store import RemoteLikeOps
 
 
 class Boom(Exception):
@@ -88,7 +88,7 @@ Step = Ok | Fail | Flaky | Nested | Advance | Control
 class AsyncCapable:
     """A non-local breaker table: sync operations and ``aio`` over one in-memory table.
 
-    ``acall`` must go through ``aio`` (counted), ``call`` through the sync side.
+    ``acall`` must go through ``aio`` (counted in ``used``), ``call`` through the sync side.
     """
 
     local = False
@@ -100,35 +100,7 @@ class AsyncCapable:
         self.state, self.acquire, self.record = inner.state, inner.acquire, inner.record
         self.release, self.force, self.reset = inner.release, inner.force, inner.reset
         self.snapshot = inner.snapshot
-        self.aio = _Aio(inner, self.used)
-
-
-class _Aio:
-    def __init__(self, inner: MemoryBreakerTable, used: list[str]) -> None:
-        self._inner, self._used = inner, used
-
-    async def state(self, now: float) -> CircuitState:
-        return self._inner.state(now)
-
-    async def acquire(self, now: float) -> Permit:
-        self._used.append("acquire")
-        return self._inner.acquire(now)
-
-    async def record(self, permit: Permit, failed: bool, duration: float, now: float) -> Any:
-        self._used.append("record")
-        return self._inner.record(permit, failed, duration, now)
-
-    async def release(self, permit: Permit, now: float) -> None:
-        self._inner.release(permit, now)
-
-    async def force(self, state: CircuitState, now: float) -> Transition | None:
-        return self._inner.force(state, now)
-
-    async def reset(self, now: float) -> Transition | None:
-        return self._inner.reset(now)
-
-    async def snapshot(self, now: float) -> BreakerSnapshot:
-        return self._inner.snapshot(now)
+        self.aio = RemoteLikeOps(inner, self.used)
 
 
 class AsyncCapableStore:
@@ -278,7 +250,7 @@ def new_clock(build: Build) -> FakeClock:
 
 
 def run_sync(build: Build, script: list[Step]) -> tuple[list[Any], list[Any]]:
-    clock, events = new_clock(build), []
+    clock, events = new_clock(build), list[Any]()
     policy = build(clock, EventBus([events.append]))
     results: list[Any] = []
     attempts: dict[int, int] = {}
@@ -305,7 +277,7 @@ def run_sync(build: Build, script: list[Step]) -> tuple[list[Any], list[Any]]:
 
 
 async def run_async(build: Build, script: list[Step]) -> tuple[list[Any], list[Any]]:
-    clock, events = new_clock(build), []
+    clock, events = new_clock(build), list[Any]()
     policy = build(clock, EventBus([events.append]))
     results: list[Any] = []
     attempts: dict[int, int] = {}

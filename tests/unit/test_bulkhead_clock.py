@@ -29,14 +29,22 @@ async def until(condition: Any) -> None:
     raise AssertionError("condition never held")
 
 
-async def test_async_queue_timeout_follows_the_fake_clock() -> None:
-    clock, events = FakeClock(auto_advance=False), []
-    b = bulkhead(clock, events)
+async def one_held_one_queued(
+    b: Bulkhead,
+) -> tuple[asyncio.Event, asyncio.Task[Any], asyncio.Task[Any]]:
+    """A task holding the only slot until ``release`` is set, and one queued behind it."""
     release = asyncio.Event()
     holder = asyncio.create_task(b.acall(release.wait))
     await until(lambda: b.active == 1)
     waiter = asyncio.create_task(b.acall(asyncio.sleep, 0, "ran"))
     await until(lambda: b.queued == 1)
+    return release, holder, waiter
+
+
+async def test_async_queue_timeout_follows_the_fake_clock() -> None:
+    clock, events = FakeClock(auto_advance=False), list[Any]()
+    b = bulkhead(clock, events)
+    release, holder, waiter = await one_held_one_queued(b)
     clock.advance(4.9)
     await asyncio.sleep(0.01)
     assert not waiter.done() and b.queued == 1  # real time passes, fake time has not
@@ -52,11 +60,7 @@ async def test_async_queue_timeout_follows_the_fake_clock() -> None:
 async def test_async_slot_freed_before_the_fake_deadline_is_taken() -> None:
     clock = FakeClock(auto_advance=False)
     b = bulkhead(clock)
-    release = asyncio.Event()
-    holder = asyncio.create_task(b.acall(release.wait))
-    await until(lambda: b.active == 1)
-    waiter = asyncio.create_task(b.acall(asyncio.sleep, 0, "ran"))
-    await until(lambda: b.queued == 1)
+    release, holder, waiter = await one_held_one_queued(b)
     clock.advance(4.0)
     release.set()
     assert await asyncio.wait_for(waiter, 2.0) == "ran"
