@@ -179,29 +179,41 @@ class CircuitBreaker(Policy):
         return result
 
     def _closed_path(self) -> tuple[Callable[..., Any], Callable[..., Awaitable[Any]]]:
-        """THE hot path, built once: run the call while the table offers its closed shortcut.
+        """THE hot path, built once: a local table, closed or not.
 
         The sync and async products differ only in ``await fn``: that is the
         one sync/async pair in the breaker, kept because one more Python call
-        would add a fifth to the closed path's cost.  Everything else (an open
-        or half-open circuit, a remote table, ``failure_if``, a failure) goes
-        through the step generators below, written once for both drivers.
+        would add a fifth to the closed path's cost.  While the table offers
+        its closed shortcut a success is one lock-free ``next()``; otherwise a
+        local table is asked directly (``acquire``, ``_finish_now``), which is
+        what the async driver would do with its ``Io`` steps anyway.  A remote
+        table goes through the one guarded generator, ``_guarded``.
         """
         table, emit, failure_if, clock = self._table, self._emit, self._failure_if, self.clock
-        admit, guarded, closed_outcome = self._admit, self._guarded, self._closed_outcome
-        local = self._local
+        guarded, error, checked = self._guarded, self._classifier.error, self._checked
+        settle_now, finish_now = self._settle_now, self._finish_now
+        local, now, acquire = self._local, self._now, table.acquire
 
         def run(fn: Callable[..., Any], args: Any, kwargs: Any) -> Any:
             fast = table.closed
-            if fast is None:
-                return drive_sync(guarded(*admit()), clock, fn, args, kwargs)
+            if fast is not None:
+                permit, start = fast.permit, 0.0
+            elif local:
+                start = now()
+                permit = acquire(start)
+                if permit.transition is not None or not permit.allowed:
+                    refused = checked(permit)  # raised here: one traceback frame less
+                    if refused is not None:
+                        raise refused
+            else:
+                return drive_sync(guarded(), clock, fn, args, kwargs)
             try:
                 result = fn(*args, **kwargs)
             except BaseException as exc:
-                closed_outcome(fast.permit, exc, None)
+                settle_now(permit, error(exc), start)
                 raise
-            if failure_if is not None:
-                return closed_outcome(fast.permit, None, result)
+            if fast is None or failure_if is not None:
+                return finish_now(permit, result, start)
             transition = fast.success()
             if transition is not None:
                 emit(transition)
@@ -209,16 +221,24 @@ class CircuitBreaker(Policy):
 
         async def arun(fn: Callable[..., Awaitable[Any]], args: Any, kwargs: Any) -> Any:
             fast = table.closed
-            if fast is None:
-                steps = guarded(*admit()) if local else guarded(None, 0.0)
-                return await drive_async(steps, clock, fn, args, kwargs)
+            if fast is not None:
+                permit, start = fast.permit, 0.0
+            elif local:
+                start = now()
+                permit = acquire(start)
+                if permit.transition is not None or not permit.allowed:
+                    refused = checked(permit)  # raised here: one traceback frame less
+                    if refused is not None:
+                        raise refused
+            else:
+                return await drive_async(guarded(), clock, fn, args, kwargs)
             try:
                 result = await fn(*args, **kwargs)
             except BaseException as exc:
-                closed_outcome(fast.permit, exc, None)
+                settle_now(permit, error(exc), start)
                 raise
-            if failure_if is not None:
-                return closed_outcome(fast.permit, None, result)
+            if fast is None or failure_if is not None:
+                return finish_now(permit, result, start)
             transition = fast.success()
             if transition is not None:
                 emit(transition)
@@ -228,61 +248,94 @@ class CircuitBreaker(Policy):
 
     # -- the guarded path and its steps, written once for both drivers ---------------
 
-    def _guarded(self, permit: Permit | None, start: float) -> Steps[Any]:
-        """Acquire (unless ``permit`` was taken already), CALL, then settle the outcome."""
-        if permit is None:
-            start = self._now()
-            permit = yield from self._acquire(start, refuse=True)
+    def _guarded(self) -> Steps[Any]:
+        """Acquire, CALL, settle: every store operation an ``Io`` step."""
+        start = self._now()
+        permit = yield from self._acquire(start, refuse=True)
         try:
             result = yield CALL
         except BaseException as exc:
             yield from self._settle(permit, self._classifier.error(exc), start)
             raise
-        yield from self._settle_result(permit, result, start)
+        verdict, broken = self._judge(result)
+        yield from self._settle(permit, verdict, start)
+        if broken is not None:
+            raise broken
         return result
-
-    def _admit(self) -> tuple[Permit, float]:
-        """Acquire from a table whose sync operations may be called here; raise if refused."""
-        start = self._now()
-        return self._checked(self._table.acquire(start), refuse=True), start
 
     def _acquire(self, now: float, *, refuse: bool) -> Steps[Permit]:
         aio = self._aio
-        permit = yield Io(self._table.acquire, None if aio is None else aio.acquire, now)
-        return self._checked(permit, refuse=refuse)
-
-    def _checked(self, permit: Permit, *, refuse: bool) -> Permit:
-        if permit.transition is not None:  # open -> half-open (a remote store may also refuse)
-            self._emit(permit.transition)
-        if refuse and not permit.allowed:
-            raise _CircuitOpen(self.name, permit.retry_after)
+        permit: Permit = yield Io(self._table.acquire, None if aio is None else aio.acquire, now)
+        refused = self._checked(permit)
+        if refuse and refused is not None:
+            raise refused
         return permit
 
-    def _settle_result(self, permit: Permit, result: Any, start: float) -> Steps[None]:
-        """Classify a returned value (``failure_if``) and report it."""
-        try:
-            verdict = self._classifier.result(result)
-        except BaseException:
-            yield from self._settle(permit, RELEASE, start)
-            raise
-        yield from self._settle(permit, verdict, start)
+    def _checked(self, permit: Permit) -> CircuitOpen | None:
+        """Emit the permit's transition; the ``CircuitOpen`` to raise if it refuses."""
+        if permit.transition is not None:  # open -> half-open (a remote store may also refuse)
+            self._emit(permit.transition)
+        if permit.allowed:
+            return None
+        error: CircuitOpen = _CircuitOpen(self.name, permit.retry_after)
+        return error
 
-    def _settle(self, permit: Permit, verdict: int, start: float | None) -> Steps[None]:
-        """Report a finished call; ``start`` is ``None`` when the caller gives no timing."""
-        now = self._now()
+    def _judge(self, result: Any) -> tuple[int, BaseException | None]:
+        """A returned value's verdict (``failure_if``); a predicate that raises judges nothing."""
+        try:
+            return self._classifier.result(result), None
+        except BaseException as exc:
+            return RELEASE, exc
+
+    def _outcome(self, permit: Permit, verdict: int, start: float) -> Io:
+        """The store operation reporting a finished call: ``record`` it, or ``release`` it."""
+        now, table, aio = self._now(), self._table, self._aio
         if verdict > FAILED:
             if verdict == CANCELLED and permit.state is HALF_OPEN:
                 verdict = FAILED
             else:
-                yield from self._release(permit, now)
-                return
-        duration = now - start if self._timed and start is not None else 0.0
-        yield from self._record(permit, verdict == FAILED, duration, now)
+                return Io(table.release, None if aio is None else aio.release, permit, now)
+        duration = now - start if self._timed else 0.0
+        failed = verdict == FAILED
+        return Io(table.record, None if aio is None else aio.record, permit, failed, duration, now)
+
+    def _settle(self, permit: Permit, verdict: int, start: float) -> Steps[None]:
+        """Report a finished call, as a step for either driver."""
+        transition = yield self._outcome(permit, verdict, start)
+        if transition is not None:
+            self._emit(transition)
+
+    def _settle_now(self, permit: Permit, verdict: int, start: float) -> None:
+        """Report a finished call to a local table: the same operation, called directly."""
+        step = self._outcome(permit, verdict, start)
+        transition = step.sync(*step.args)
+        if transition is not None:
+            self._emit(transition)
+
+    def _finish_now(self, permit: Permit, result: Any, start: float) -> Any:
+        """A local table's call returned: classify and record (a plain success most directly)."""
+        if self._failure_if is None:
+            now = self._now()
+            duration = now - start if self._timed else 0.0
+            transition = self._table.record(permit, False, duration, now)
+            if transition is not None:
+                self._emit(transition)
+            return result
+        verdict, broken = self._judge(result)
+        self._settle_now(permit, verdict, start)
+        if broken is not None:
+            raise broken
+        return result
 
     def _record(self, permit: Permit, failed: bool, duration: float, now: float) -> Steps[None]:
         aio = self._aio
         transition = yield Io(
-            self._table.record, None if aio is None else aio.record, permit, failed, duration, now
+            self._table.record,
+            None if aio is None else aio.record,
+            permit,
+            failed,
+            duration,
+            now,
         )
         if transition is not None:
             self._emit(transition)
@@ -290,15 +343,6 @@ class CircuitBreaker(Policy):
     def _release(self, permit: Permit, now: float) -> Steps[None]:
         aio = self._aio
         yield Io(self._table.release, None if aio is None else aio.release, permit, now)
-
-    def _closed_outcome(self, permit: Permit, exc: BaseException | None, result: Any) -> Any:
-        """The closed shortcut's slow exits (an exception, ``failure_if``): a local table."""
-        if exc is not None:
-            steps = self._settle(permit, self._classifier.error(exc), 0.0)
-        else:
-            steps = self._settle_result(permit, result, 0.0)
-        drive_sync(steps, self.clock)
-        return result
 
     @overload
     def _read(self, op: Literal["state"]) -> Steps[CircuitState]: ...
