@@ -16,6 +16,7 @@ from typing import Any, Literal, ParamSpec, TypeVar
 from resilience.bulkhead.bulkhead import Bulkhead, check_whole
 from resilience.bulkhead.limits import AIMD, Gradient, LimitAlgorithm
 from resilience.clock import Clock
+from resilience.errors import BulkheadFull
 from resilience.events import EventBus
 from resilience.policy import CALL, Steps, drive_async, drive_sync
 
@@ -87,7 +88,10 @@ class AdaptiveBulkhead(Bulkhead):
 
     def _steps(self) -> Steps[Any]:  # the result is the call's
         """Take a slot (queueing if need be), CALL, and feed the latency to the algorithm."""
-        if not self._take():
+        refused = self._take()
+        if refused is not None:
+            if isinstance(refused, BulkheadFull):
+                raise refused
             yield from self._queue()
         inflight = self._active
         start = self._now()

@@ -24,7 +24,7 @@ import math
 import threading
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, Final, ParamSpec, TypeVar
 
 from resilience.clock import (
     Clock,
@@ -80,6 +80,14 @@ class _Waiter:
         except RuntimeError:  # its event loop is closed: nobody will ever take the slot
             return False
         return True
+
+
+class _Queue:
+    __slots__ = ()
+
+
+QUEUE: Final = _Queue()
+"""``Bulkhead._take``'s answer when every slot is taken and the caller may queue."""
 
 
 def _resolve(future: asyncio.Future[None]) -> None:
@@ -179,7 +187,10 @@ class Bulkhead(Policy):
 
     def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run ``fn`` in a slot (waiting in the queue if allowed); else raise ``BulkheadFull``."""
-        if not self._take():
+        refused = self._take()
+        if refused is not None:  # raised here, not in _take: one traceback frame less
+            if isinstance(refused, BulkheadFull):
+                raise refused
             drive_sync(self._queue(), self.clock)
         try:
             return fn(*args, **kwargs)
@@ -188,7 +199,10 @@ class Bulkhead(Policy):
 
     async def acall(self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """Await ``fn`` in a slot; a cancelled or timed-out waiter takes no slot."""
-        if not self._take():
+        refused = self._take()
+        if refused is not None:  # raised here, not in _take: one traceback frame less
+            if isinstance(refused, BulkheadFull):
+                raise refused
             await drive_async(self._queue(), self.clock)
         try:
             return await fn(*args, **kwargs)
@@ -197,18 +211,16 @@ class Bulkhead(Policy):
 
     # -- slots ------------------------------------------------------------------
 
-    def _take(self) -> bool:
-        """Take a free slot (``True``), refuse when nobody may queue, else ``False``: queue."""
+    def _take(self) -> BulkheadFull | _Queue | None:
+        """Take a free slot (``None``); else ``QUEUE``, or the refusal when nobody may queue."""
         lock = self._lock
         lock.acquire()  # acquire/release: cheaper than ``with`` on this path
         if self._active < self._limit and not self._waiters:
             self._active += 1
             lock.release()
-            return True
+            return None
         lock.release()
-        if not self.max_queue:
-            raise self._rejected("full")
-        return False
+        return self._rejected("full") if not self.max_queue else QUEUE
 
     def _queue(self) -> Steps[None]:
         """Queue for a slot and wait for it (the wait is the driver's); one path for both."""
