@@ -37,6 +37,7 @@ from benchmarks._harness import Timing, time_async
 from resilience.asgi import (
     BulkheadMiddleware,
     CircuitBreakerMiddleware,
+    PlanLimits,
     RateLimitMiddleware,
     Rule,
     client_ip,
@@ -192,11 +193,25 @@ def slowapi_apps() -> list[tuple[str, str, Any]]:
     return rows
 
 
+def plans() -> PlanLimits:
+    """Two plans; the plan read from the scope's state (as an auth middleware would leave it)."""
+    return PlanLimits(
+        lambda scope: scope["state"].get("plan"),
+        {"free": limiter(), "paid": RateLimiter(GCRA(BIG, 3600.0), name="paid")},
+        default="free",
+    )
+
+
 def raw_apps() -> list[tuple[str, str, Any]]:
     table = "raw ASGI app (no framework)"
     return [
         (table, "bare ASGI app", raw_app),
         (table, "RateLimitMiddleware, headers='ietf'", RateLimitMiddleware(raw_app, limiter())),
+        (
+            table,
+            "RateLimitMiddleware, PlanLimits (2 plans), headers='ietf'",
+            RateLimitMiddleware(raw_app, plans()),
+        ),
         (
             table,
             "RateLimitMiddleware, headers=None",

@@ -1,6 +1,7 @@
 """The ``resilience`` command.
 
-``resilience replay FILE --policy SPEC ...`` replays a traffic log through
+``resilience demo`` runs the whole library on a payments service under stress
+(``docs/demo.md``).  ``resilience replay FILE --policy SPEC ...`` replays a traffic log through
 rate-limiting policies on the log's own timestamps and compares them.  Usage
 mistakes (a missing file, an unknown policy, a CSV without the named column)
 print one argparse-style line and exit with status 2, never a traceback.
@@ -151,7 +152,54 @@ def build_parser() -> argparse.ArgumentParser:
         "files on an interactive terminal)",
     )  # fmt: skip
     replay.set_defaults(subparser=replay)
+    _add_demo(commands)
     return parser
+
+
+def _demo_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 5.0 <= value <= 600.0:
+        raise argparse.ArgumentTypeError(f"must be between 5 and 600 seconds, got {text}")
+    return value
+
+
+def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    demo = commands.add_parser(
+        "demo",
+        help="run a payments service under stress on loopback and watch the patterns work",
+        description=(
+            "Start two payments origins with a fault script (latency spikes, 503s, a full "
+            "outage of the primary), an API behind per-plan rate limits, idempotency keys "
+            "and a bulkhead that calls them through the failover client, and a traffic "
+            "generator, all on 127.0.0.1; show them live, then a summary and a verdict "
+            "from the origins' own ledger. Exit status 1 when the verdict fails. Needs "
+            "the 'demo' extra (pip install 'resilience-patterns[demo]')."
+        ),
+    )
+    demo.add_argument(
+        "--duration", type=_demo_seconds, default=20.0, metavar="SECONDS",
+        help="seconds of traffic (default: 20; the whole run takes about 6 s more)",
+    )  # fmt: skip
+    demo.add_argument(
+        "--seed", type=_non_negative, default=1, metavar="N",
+        help="seed of the fault script and the clients (default: 1)",
+    )  # fmt: skip
+    demo.add_argument(
+        "--plot", metavar="OUT.png", help="draw the timeline to a PNG (needs matplotlib)"
+    )
+    view = demo.add_mutually_exclusive_group()
+    view.add_argument(
+        "--live", dest="live", action="store_true", default=None,
+        help="the live dashboard (default on a terminal)",
+    )  # fmt: skip
+    view.add_argument(
+        "--plain", dest="live", action="store_false",
+        help="plain progress lines (default when the output is not a terminal)",
+    )  # fmt: skip
+    demo.set_defaults(subparser=demo)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -161,6 +209,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse reports usage errors (and --help) by exiting
         return exc.code if isinstance(exc.code, int) else 2
+    if args.command == "demo":
+        try:
+            return _demo(args, args.subparser)
+        except SystemExit as exc:  # a usage error found after parsing (--plot, the extra)
+            return exc.code if isinstance(exc.code, int) else 2
     if args.command == "replay":
         try:
             return _replay(args, args.subparser)
@@ -235,6 +288,19 @@ def _replay(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         )
         return 1
     return 0
+
+
+def _demo(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    try:
+        from resilience.demo import main as demo_main
+    except ImportError as exc:
+        parser.error(
+            f"the demo needs the 'demo' extra ({exc.name} is missing): "
+            "pip install 'resilience-patterns[demo]'"
+        )
+    if args.plot:
+        _check_plot(args.plot, parser)
+    return demo_main(duration=args.duration, seed=args.seed, plot=args.plot, live=args.live)
 
 
 def _check_plot(path: str, parser: argparse.ArgumentParser) -> None:

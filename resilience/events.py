@@ -162,17 +162,34 @@ _NOBODY = 1 << 30  # the floor of a bus without sinks: above every level
 
 
 class _Wanted(dict[type[Event], bool]):
-    """Event type -> whether a sink with threshold ``floor`` or above receives it."""
+    """Event type -> whether a sink receives it: level ``floor`` or above, or named in ``extra``."""
 
-    __slots__ = ("floor",)
+    __slots__ = ("extra", "floor")
 
-    def __init__(self, floor: int) -> None:
+    def __init__(self, floor: int, extra: frozenset[type[Event]] = frozenset()) -> None:
         super().__init__()
         self.floor = floor
+        self.extra = extra
 
     def __missing__(self, event_type: type[Event]) -> bool:
-        wanted = self[event_type] = LEVELS.get(event_type.level, 20) >= self.floor
+        wanted = self[event_type] = (
+            LEVELS.get(event_type.level, 20) >= self.floor or event_type in self.extra
+        )
         return wanted
+
+
+def _types_of(sink: Sink) -> frozenset[type[Event]]:
+    """Event types a sink receives whatever their level: its ``wanted_types`` attribute.
+
+    A metrics sink names the per-request (debug) events it counts, such as an
+    idempotent replay, without receiving every other debug event: the bus
+    then builds only those.
+    """
+    types = frozenset(getattr(sink, "wanted_types", ()))
+    for event_type in types:
+        if not (isinstance(event_type, type) and issubclass(event_type, Event)):
+            raise ValueError(f"sink wanted_types must be Event subclasses, got {event_type!r}")
+    return types
 
 
 def _level_of(sink: Sink) -> int:
@@ -208,14 +225,14 @@ class StructlogSink:
 
 
 class EventBus:
-    """Sinks, each with a minimum level.
+    """Sinks, each with a minimum level (and optionally ``wanted_types`` below it).
 
     ``sinks`` is a tuple (readers need no lock).  Policies call
     ``bus.wants(EventType)`` before building an event, so an event nobody
     wants is never built: it answers whether any sink's ``min_level`` admits
-    the type's level, from a per-type cache rebuilt whenever the sinks
-    change.  A sink that raises is counted in ``sink_errors`` and otherwise
-    ignored.
+    the type's level, or a sink names the type in its ``wanted_types``, from
+    a per-type cache rebuilt whenever the sinks change.  A sink that raises
+    is counted in ``sink_errors`` and otherwise ignored.
     """
 
     __slots__ = ("_lock", "_pairs", "debug", "sink_errors", "sinks", "wants")
@@ -227,14 +244,15 @@ class EventBus:
 
     def _set(self, sinks: tuple[Sink, ...]) -> None:
         levels = tuple(_level_of(s) for s in sinks)
-        self._pairs = tuple(zip(sinks, levels, strict=True))
+        types = tuple(_types_of(s) for s in sinks)
+        self._pairs = tuple(zip(sinks, levels, types, strict=True))
         self.sinks: tuple[Sink, ...] = sinks
         self.debug = any(level <= LEVELS["debug"] for level in levels)
         # A fresh cache per set of sinks, holding its own floor: a reader never mixes
         # the old sinks' answer with the new ones.  ``wants`` is the cache's C-level
         # __getitem__ (about 25 ns; a Python method call would double that).
         self.wants: Callable[[type[Event]], bool] = _Wanted(
-            min(levels, default=_NOBODY)
+            min(levels, default=_NOBODY), frozenset().union(*types)
         ).__getitem__
 
     def add(self, sink: Sink) -> None:
@@ -250,10 +268,10 @@ class EventBus:
             self._set(())
 
     def emit(self, event: Event) -> None:
-        """Deliver ``event`` to every sink that wants its level; never raises."""
+        """Deliver ``event`` to every sink that wants its level or its type; never raises."""
         level = LEVELS.get(event.level, 20)
-        for sink, threshold in self._pairs:  # one tuple: a concurrent add() cannot skew them
-            if level < threshold:
+        for sink, threshold, types in self._pairs:  # one tuple: add() cannot skew them
+            if level < threshold and type(event) not in types:
                 continue
             try:
                 sink(event)

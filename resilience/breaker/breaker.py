@@ -33,6 +33,7 @@ from resilience.breaker.windows import CountWindow, Window
 from resilience.clock import Clock, now_function, resolve_clock
 from resilience.errors import CircuitOpen
 from resilience.events import CircuitStateChanged, EventBus, default_bus
+from resilience.metrics import Tally
 from resilience.policy import CALL, Io, Policy, Steps, drive_async, drive_sync, is_async_callable
 
 __all__ = ["CircuitBreaker"]
@@ -94,6 +95,7 @@ class CircuitBreaker(Policy):
     """
 
     __slots__ = (
+        "__weakref__",  # metrics exporters track policies weakly
         "_aio",
         "_arun",
         "_classifier",
@@ -108,6 +110,7 @@ class CircuitBreaker(Policy):
         "config",
         "name",
         "store",
+        "tally",
     )
 
     def __init__(
@@ -164,6 +167,8 @@ class CircuitBreaker(Policy):
         self._local = bool(self._table.local)
         self._aio: AsyncBreakerOps | None = async_ops(self._table)
         self._timed = self.config.slow_call_duration is not None
+        self.tally = Tally()
+        """Calls permitted (``allowed``) and refused while open so far, for metrics exporters."""
         self._run, self._arun = self._closed_path()
 
     # -- as a policy ------------------------------------------------------------------
@@ -192,7 +197,7 @@ class CircuitBreaker(Policy):
         table, emit, failure_if, clock = self._table, self._emit, self._failure_if, self.clock
         guarded, error, checked = self._guarded, self._classifier.error, self._checked
         settle_now, finish_now = self._settle_now, self._finish_now
-        local, now, acquire = self._local, self._now, table.acquire
+        local, now, acquire, tally = self._local, self._now, table.acquire, self.tally
 
         def run(fn: Callable[..., Any], args: Any, kwargs: Any) -> Any:
             fast = table.closed
@@ -207,6 +212,7 @@ class CircuitBreaker(Policy):
                         raise refused
             else:
                 return drive_sync(guarded(), clock, fn, args, kwargs)
+            tally.allowed += 1
             try:
                 result = fn(*args, **kwargs)
             except BaseException as exc:
@@ -232,6 +238,7 @@ class CircuitBreaker(Policy):
                         raise refused
             else:
                 return await drive_async(guarded(), clock, fn, args, kwargs)
+            tally.allowed += 1
             try:
                 result = await fn(*args, **kwargs)
             except BaseException as exc:
@@ -267,7 +274,9 @@ class CircuitBreaker(Policy):
         aio = self._aio
         permit: Permit = yield Io(self._table.acquire, None if aio is None else aio.acquire, now)
         refused = self._checked(permit)
-        if refuse and refused is not None:
+        if refused is None:
+            self.tally.allowed += 1
+        elif refuse:
             raise refused
         return permit
 
@@ -277,6 +286,7 @@ class CircuitBreaker(Policy):
             self._emit(permit.transition)
         if permit.allowed:
             return None
+        self.tally.rejected += 1
         error: CircuitOpen = _CircuitOpen(self.name, permit.retry_after)
         return error
 

@@ -36,6 +36,7 @@ from resilience.clock import (
 )
 from resilience.errors import BulkheadFull
 from resilience.events import BulkheadRejected, EventBus, default_bus
+from resilience.metrics import Tally
 from resilience.policy import Io, Policy, Steps, drive_async, drive_sync
 
 __all__ = ["Bulkhead"]
@@ -128,6 +129,7 @@ class Bulkhead(Policy):
     """
 
     __slots__ = (
+        "__weakref__",  # metrics exporters track policies weakly
         "_active",
         "_events",
         "_limit",
@@ -139,6 +141,7 @@ class Bulkhead(Policy):
         "max_queue",
         "name",
         "queue_timeout",
+        "tally",
     )
 
     def __init__(
@@ -164,6 +167,8 @@ class Bulkhead(Policy):
         self._lock = threading.Lock()
         self._active = 0
         self._waiters: deque[_Waiter] = deque()
+        self.tally = Tally()
+        """Calls admitted (``allowed``) and refused so far, read by metrics exporters."""
 
     @property
     def max_concurrent(self) -> int:
@@ -217,10 +222,15 @@ class Bulkhead(Policy):
         lock.acquire()  # acquire/release: cheaper than ``with`` on this path
         if self._active < self._limit and not self._waiters:
             self._active += 1
+            self.tally.allowed += 1
             lock.release()
             return None
+        if self.max_queue:
+            lock.release()
+            return QUEUE
+        self.tally.rejected += 1
         lock.release()
-        return self._rejected("full") if not self.max_queue else QUEUE
+        return self._rejected("full")
 
     def _queue(self) -> Steps[None]:
         """Queue for a slot and wait for it (the wait is the driver's); one path for both."""
@@ -232,6 +242,8 @@ class Bulkhead(Policy):
         except TimeoutError:
             if self._abandon(waiter):
                 return  # a slot arrived as the timer fired: use it
+            with self._lock:
+                self.tally.rejected += 1
             raise self._rejected("timeout") from None
         except BaseException:  # cancelled or interrupted: give back a slot handed over meanwhile
             if self._abandon(waiter):
@@ -251,7 +263,9 @@ class Bulkhead(Policy):
             waiter = waiters.popleft()
             waiter.granted = True
             self._active += 1
-            if not waiter.wake():
+            if waiter.wake():
+                self.tally.allowed += 1
+            else:
                 waiter.granted = False
                 self._active -= 1
 
@@ -260,12 +274,14 @@ class Bulkhead(Policy):
         with self._lock:
             if self._active < self._limit and not self._waiters:
                 self._active += 1
+                self.tally.allowed += 1
                 return None
             if len(self._waiters) < self.max_queue:
                 timeout = self.queue_timeout
                 waiter = _Waiter(math.inf if timeout is None else self._now() + timeout)
                 self._waiters.append(waiter)
                 return waiter
+            self.tally.rejected += 1
         raise self._rejected("full")
 
     def _abandon(self, waiter: _Waiter) -> bool:

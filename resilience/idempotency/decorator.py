@@ -225,7 +225,7 @@ class Idempotent(Policy):
             if status is ACQUIRED:
                 break
             if status is REPLAY:
-                if self._events.debug:
+                if self._events.wants(IdempotentReplay):
                     self._events.emit(IdempotentReplay(policy, key))
                 return self._decode(claim.result or b"")
             if status is REUSED:
@@ -294,7 +294,7 @@ class Idempotent(Policy):
                 )
         except (StoreError, OSError) as exc:
             bus = self._events
-            if bus.sinks:
+            if bus.wants(StoreFailed):
                 bus.emit(StoreFailed(policy, op, f"{type(exc).__name__}: {exc}", "dropped"))
 
     def _decode(self, payload: bytes) -> Any:
@@ -305,7 +305,7 @@ class Idempotent(Policy):
 
     def _conflict(self, policy: str, key: str, reason: str) -> None:
         bus = self._events
-        if bus.debug:
+        if bus.wants(IdempotencyConflict):
             bus.emit(IdempotencyConflict(policy, key, reason))
 
     def __repr__(self) -> str:

@@ -17,6 +17,7 @@ from typing import Literal, ParamSpec, TypeVar
 from resilience.clock import Clock, now_function, resolve_clock
 from resilience.errors import RateLimited, StoreError, StoreFull
 from resilience.events import EventBus, RateLimitExceeded, StoreFailed, default_bus
+from resilience.metrics import Tally
 from resilience.policy import CALL, Policy, Steps, drive_async, drive_sync
 from resilience.ratelimit.algorithms.base import Algorithm, check_cost, check_period
 from resilience.ratelimit.decision import Decision, StoreFullDecision
@@ -83,6 +84,8 @@ class RateLimiter(Policy):
             store_error_retry_after, "store_error_retry_after"
         )
         self.store_errors = 0
+        self.tally = Tally()
+        """Decisions taken so far (allowed / rejected), read by metrics exporters."""
         self._events = default_bus if events is None else events
         self._table = self.store.table(algorithm, self._now, self.name)
         self._decide = self._table.decide
@@ -95,7 +98,12 @@ class RateLimiter(Policy):
         if isinstance(self._table, MemoryTable):
             # Shadow the method with the fused closure: same behaviour, one call level.
             vars(self)["try_acquire"] = self._table.bind_try_acquire(
-                self._now, check_cost, self._events, self._emit_rejected, self._store_failed
+                self._now,
+                check_cost,
+                self._events,
+                self._emit_rejected,
+                self._store_failed,
+                self.tally,
             )
 
     # -- non-blocking decisions -------------------------------------------------
@@ -108,7 +116,11 @@ class RateLimiter(Policy):
             decision = self._decide(key, cost, self._now())
         except StoreError as exc:
             return self._store_failed(exc, key, cost)
-        if not decision[0] and self._events.wants(RateLimitExceeded):
+        if decision[0]:
+            self.tally.allowed += 1
+            return decision
+        self.tally.rejected += 1
+        if self._events.wants(RateLimitExceeded):
             self._emit_rejected(key, cost, decision)
         return decision
 
@@ -127,7 +139,11 @@ class RateLimiter(Policy):
                 self._count_store_error(exc, "fallback")
                 return await fallback.atry_acquire(key, cost)
             return self._store_failed(exc, key, cost)  # StoreFull and the policies
-        if not decision[0] and self._events.wants(RateLimitExceeded):
+        if decision[0]:
+            self.tally.allowed += 1
+            return decision
+        self.tally.rejected += 1
+        if self._events.wants(RateLimitExceeded):
             self._emit_rejected(key, cost, decision)
         return decision
 
@@ -263,7 +279,9 @@ class RateLimiter(Policy):
         self._count_store_error(exc, self.on_store_error)
         limit = self.algorithm.limit
         if self.on_store_error == "fail_open":
+            self.tally.allowed += 1
             return Decision(True, limit, limit, 0.0, 0.0)
+        self.tally.rejected += 1
         return Decision(False, limit, 0, self.store_error_retry_after, 0.0)
 
     def _store_full(self, exc: StoreFull) -> Decision:
@@ -271,7 +289,9 @@ class RateLimiter(Policy):
         self._count_store_error(exc, self.on_store_full)
         limit = self.algorithm.limit
         if self.on_store_full == "admit":
+            self.tally.allowed += 1
             return Decision(True, limit, limit, 0.0, 0.0)
+        self.tally.rejected += 1
         return StoreFullDecision(False, limit, 0, max(exc.retry_after, 0.001), 0.0)
 
     def _count_store_error(self, exc: BaseException, action: str) -> None:

@@ -17,6 +17,7 @@ from resilience.web.keys import (
     header,
     key_from,
 )
+from resilience.web.plans import PlanLimits
 from resilience.web.problem import CONTENT_TYPE, QUOTA_EXCEEDED, REDUCED_CAPACITY
 from resilience.web.rules import Route, RouteTable, Rule
 
@@ -28,6 +29,7 @@ __all__ = [
     "ClientIP",
     "HeaderKey",
     "HeaderStyle",
+    "PlanLimits",
     "RateLimitHeaders",
     "RequestKey",
     "Route",

@@ -378,7 +378,7 @@ class IdempotencyCore:
                 stored = decode_response(found.result or b"")
                 if not stored.replayable:
                     return self._not_replayable(stored.status), ""
-                if self._events.debug:
+                if self._events.wants(IdempotentReplay):
                     self._events.emit(IdempotentReplay(self.name, key))
                 return stored, ""
             if status is REUSED:
@@ -419,7 +419,7 @@ class IdempotencyCore:
         )
 
     def _conflict(self, key: str, reason: str) -> None:
-        if self._events.debug:
+        if self._events.wants(IdempotencyConflict):
             self._events.emit(IdempotencyConflict(self.name, key, reason))
 
     async def hold(self, key: str, token: str) -> Lease:
@@ -446,7 +446,7 @@ class IdempotencyCore:
 
     def _store_failed(self, operation: str, exc: Exception, action: str) -> None:
         bus = self._events
-        if bus.sinks:
+        if bus.wants(StoreFailed):
             bus.emit(StoreFailed(self.name, operation, f"{type(exc).__name__}: {exc}", action))
 
 

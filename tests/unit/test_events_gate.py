@@ -205,3 +205,62 @@ def test_sinks_added_after_a_policy_was_built_are_honoured(built: Counter[str]) 
     bus.remove(sink)
     limiter.try_acquire("a")
     assert built["RateLimitExceeded"] == 1
+
+
+# -- wanted_types: a sink names the debug events it counts -----------------------------------
+
+
+class _Counting:
+    """An info-level sink that also wants one debug-level type (as metrics sinks do)."""
+
+    min_level = "info"
+    wanted_types = frozenset({BulkheadRejected})
+
+    def __init__(self) -> None:
+        self.seen: list[Event] = []
+
+    def __call__(self, event: Event) -> None:
+        self.seen.append(event)
+
+
+def test_wanted_types_reach_a_sink_below_its_level_and_nothing_else() -> None:
+    sink = _Counting()
+    bus = EventBus([sink])
+    assert bus.wants(BulkheadRejected)
+    assert not bus.wants(RateLimitExceeded)  # other debug events are still not built
+    bus.emit(BulkheadRejected("h", "full"))
+    bus.emit(RateLimitExceeded("l", "k", 1, 1.0))
+    assert [type(e) for e in sink.seen] == [BulkheadRejected]
+
+
+def test_wanted_types_are_validated() -> None:
+    class Bad:
+        min_level = "info"
+        wanted_types = (str,)
+
+        def __call__(self, event: Event) -> None:
+            pass
+
+    with pytest.raises(ValueError, match="wanted_types"):
+        EventBus([Bad()])
+
+
+def test_metrics_table_entries_are_delivered_at_debug_level(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The extension point works for per-request events: one table line, no other debug event."""
+    prometheus_client = pytest.importorskip("prometheus_client")
+    from resilience import prometheus
+
+    monkeypatch.setitem(
+        prometheus.EVENT_METRICS,
+        BulkheadRejected,
+        lambda sink, e: sink.tracker.count("bulkhead", e.policy, "shed_by_event"),
+    )
+    registry = prometheus_client.CollectorRegistry()
+    sink = prometheus.PrometheusSink(registry)
+    bus = EventBus([sink])
+    assert bus.wants(BulkheadRejected) and not bus.wants(RateLimitExceeded)
+    bus.emit(BulkheadRejected("pool", "full"))
+    labels = {"pattern": "bulkhead", "policy": "pool", "outcome": "shed_by_event"}
+    assert registry.get_sample_value("resilience_decisions_total", labels) == 1

@@ -25,6 +25,7 @@ FORBIDDEN = {
     "uvicorn",
     "httpx",
     "litestar",
+    "opentelemetry",
 }
 
 

@@ -20,9 +20,11 @@ from resilience.aiohttp.failover import (
     OriginStatus,
 )
 from resilience.aiohttp.idempotency import idempotency_middleware
+from resilience.aiohttp.logcontext import log_context_middleware
 from resilience.aiohttp.ratelimit import rate_limit_headers_hook, rate_limit_middleware
 from resilience.aiohttp.valet import valet_key_handler
 from resilience.web.keys import RequestKey, client_ip, header, key_from
+from resilience.web.plans import PlanLimits
 from resilience.web.rules import Rule
 
 __all__ = [
@@ -30,6 +32,7 @@ __all__ = [
     "FailoverError",
     "FailoverSnapshot",
     "OriginStatus",
+    "PlanLimits",
     "RequestKey",
     "Rule",
     "bulkhead_middleware",
@@ -38,6 +41,7 @@ __all__ = [
     "header",
     "idempotency_middleware",
     "key_from",
+    "log_context_middleware",
     "rate_limit_headers_hook",
     "rate_limit_middleware",
     "valet_key_handler",

@@ -21,6 +21,7 @@ from resilience.ratelimit.decision import Decision, StoreFullDecision
 from resilience.ratelimit.limiter import RateLimiter
 from resilience.web.headers import HeaderStyle, retry_after_seconds
 from resilience.web.keys import DEFAULT_KEY, RequestKey
+from resilience.web.plans import PlanLimits
 from resilience.web.problem import bad_request_body
 from resilience.web.rules import Cost, Route, RouteTable, Rule, check_exempt, check_statuses
 
@@ -35,7 +36,7 @@ PENDING: Any = (
 
 
 def rate_limit_middleware(
-    limiter: RateLimiter,
+    limiter: RateLimiter | PlanLimits,
     key: RequestKey | Callable[[web.Request], object] = DEFAULT_KEY,
     cost: Cost = 1,
     headers: HeaderStyle = "ietf",
@@ -44,8 +45,18 @@ def rate_limit_middleware(
     rules: Iterable[Rule] = (),
     refund_statuses: Collection[int] = (),
 ) -> Middleware:
-    """An aiohttp middleware limiting requests per key (see ``RateLimitMiddleware``)."""
+    """An aiohttp middleware limiting requests per key (see ``RateLimitMiddleware``).
+
+    ``limiter`` may be a ``PlanLimits``: its ``plan`` then receives the ``web.Request``.
+    """
     refunds = check_statuses(refund_statuses, "refund_statuses")
+    rules = tuple(rules) if not isinstance(rules, Rule) else rules
+    plans = None
+    if isinstance(limiter, PlanLimits):
+        plans = limiter.compile(
+            lambda lim: RouteTable(lim, key, cost, headers, rules, refund_statuses=refunds)
+        )
+        limiter = limiter.limiters[limiter.default]
     table = RouteTable(limiter, key, cost, headers, rules, refund_statuses=refunds)
     resolve = table.resolve if table.has_rules else None
     default = table.default
@@ -55,7 +66,13 @@ def rate_limit_middleware(
     async def rate_limit(request: web.Request, handler: Handler) -> web.StreamResponse:
         if skip is not None and skip(request):
             return await handler(request)
-        route = default if resolve is None else resolve(request.method, request.path)
+        if plans is not None:
+            try:
+                route = plans.pick(request).resolve(request.method, request.path)
+            except ValueError as exc:  # the plan function refused the request: a 400
+                return problem_response(400, bad_request_body("plan", str(exc)), [])
+        else:
+            route = default if resolve is None else resolve(request.method, request.path)
         if route is None:
             return await handler(request)
         lim = route.limiter

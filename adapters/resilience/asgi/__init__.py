@@ -10,16 +10,20 @@ apps) and needs no dependency of its own.  See ``docs/web.md``.
 from resilience.asgi.breaker import CircuitBreakerMiddleware
 from resilience.asgi.bulkhead import BulkheadMiddleware
 from resilience.asgi.idempotency import IdempotencyMiddleware
+from resilience.asgi.logcontext import LogContextMiddleware
 from resilience.asgi.ratelimit import RateLimitMiddleware
 from resilience.asgi.valet import ValetKeyApp
 from resilience.web.keys import RequestKey, client_ip, header, key_from
+from resilience.web.plans import PlanLimits
 from resilience.web.rules import Rule
 
 __all__ = [
     "BulkheadMiddleware",
     "CircuitBreakerMiddleware",
     "IdempotencyMiddleware",
+    "LogContextMiddleware",
     "RateLimitMiddleware",
+    "PlanLimits",
     "RequestKey",
     "Rule",
     "ValetKeyApp",

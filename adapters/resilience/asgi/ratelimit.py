@@ -25,6 +25,7 @@ from resilience.ratelimit.decision import Decision, StoreFullDecision
 from resilience.ratelimit.limiter import RateLimiter
 from resilience.web.headers import HeaderStyle, retry_after_seconds
 from resilience.web.keys import DEFAULT_KEY, RequestKey
+from resilience.web.plans import PlanLimits, PlanTables
 from resilience.web.problem import bad_request_body
 from resilience.web.rules import Cost, Route, RouteTable, Rule, check_exempt, check_statuses
 
@@ -42,6 +43,8 @@ class RateLimitMiddleware:
     ``"both"`` or ``None``, sent on every limited response, 429s included.
     ``exempt``: ``callable(scope) -> bool``; ``True`` skips limiting.
     ``rules``: per-route :class:`~resilience.web.Rule` list, first match wins.
+    ``limiter`` may be a :class:`~resilience.web.PlanLimits`: the limiter is
+    then picked per request (per plan), with the rules applied within each plan.
     ``refund_statuses``: responses with these statuses give their cost back
     (e.g. ``{401, 403}``): the request is counted on arrival, so a client at
     its limit is refused even if it would have got a 401, and refunded when
@@ -49,12 +52,12 @@ class RateLimitMiddleware:
     algorithm: TokenBucket, GCRA or LeakyBucket).
     """
 
-    __slots__ = ("_default", "_refund", "_table", "app", "exempt")
+    __slots__ = ("_default", "_plans", "_refund", "_table", "app", "exempt")
 
     def __init__(
         self,
         app: ASGIApp,
-        limiter: RateLimiter,
+        limiter: RateLimiter | PlanLimits,
         key: RequestKey | Callable[[Scope], object] = DEFAULT_KEY,
         cost: Cost = 1,
         headers: HeaderStyle = "ietf",
@@ -67,6 +70,13 @@ class RateLimitMiddleware:
             raise ValueError(f"app must be an ASGI application, got {app!r}")
         self.app = app
         self._refund = check_statuses(refund_statuses, "refund_statuses")
+        rules = tuple(rules) if not isinstance(rules, Rule) else rules
+        self._plans: PlanTables[RouteTable] | None = None
+        if isinstance(limiter, PlanLimits):
+            self._plans = limiter.compile(
+                lambda lim: RouteTable(lim, key, cost, headers, rules, refund_statuses=self._refund)
+            )
+            limiter = limiter.limiters[limiter.default]
         table = RouteTable(limiter, key, cost, headers, rules, refund_statuses=self._refund)
         self._table = table if table.has_rules else None
         self._default = table.default
@@ -81,6 +91,12 @@ class RateLimitMiddleware:
             await self.app(scope, receive, send)
             return
         table = self._table
+        if self._plans is not None:
+            try:
+                table = self._plans.pick(scope)
+            except ValueError as exc:  # the plan function refused the request: a 400
+                await send_problem(send, 400, bad_request_body("plan", str(exc)), [])
+                return
         route = self._default if table is None else table.resolve(scope["method"], scope["path"])
         if route is None:
             await self.app(scope, receive, send)

@@ -193,7 +193,7 @@ class RedisIdempotencyStore:
     def _failed(self, exc: StoreUnavailable, operation: str, action: str) -> None:
         self.store_errors += 1
         bus = self.events
-        if bus.sinks:
+        if bus.wants(StoreFailed):
             bus.emit(StoreFailed("idempotency", operation, f"{type(exc).__name__}: {exc}", action))
 
     def _outage(self, exc: StoreUnavailable) -> Claim:
