@@ -187,9 +187,11 @@ class CircuitBreaker(Policy):
         """THE hot path, built once: a local table, closed or not.
 
         The sync and async products differ only in ``await fn``: that is the
-        one sync/async pair in the breaker, kept because one more Python call
-        would add a fifth to the closed path's cost.  While the table offers
-        its closed shortcut a success is one lock-free ``next()``; otherwise a
+        one sync/async pair in the breaker, kept because routing the closed
+        path through a generator would double its cost (``call``, ``acall``
+        and the decorator's wrappers are one thin frame over these).  While
+        the table offers its closed shortcut a success is one lock-free
+        ``next()``; otherwise a
         local table is asked directly (``acquire``, ``_finish_now``), which is
         what the async driver would do with its ``Io`` steps anyway.  A remote
         table goes through the one guarded generator, ``_guarded``.
