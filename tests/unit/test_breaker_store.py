@@ -218,3 +218,12 @@ async def test_a_non_local_table_is_used_only_through_async_methods() -> None:
     assert "release" in store.table.calls and "record" in store.table.calls
     await b.aforce_open()
     assert (await b.asnapshot()).held
+
+
+def test_the_old_module_path_of_the_value_types_still_imports_with_a_warning() -> None:
+    import resilience.breaker.state as old
+
+    with pytest.warns(DeprecationWarning, match="resilience.breaker"):
+        assert old.Permit is Permit
+    with pytest.raises(AttributeError):
+        _ = old.nothing_here
