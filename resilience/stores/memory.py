@@ -214,9 +214,15 @@ class MemoryTable:
         """Reclaim every full key; return (reclaimed, earliest time another one will be)."""
         data = self._data
         full_at = self._full_at
+        settle = self._algorithm.settle
         reclaimed = 0
         earliest = INF
         for key, state in list(data.items()):
+            # A clock that stepped back: judge (and keep) the state as the next decision
+            # would see it, so keys stop waiting out the step to be reclaimed.
+            settled = settle(state, now)
+            if settled is not state:
+                data[key] = state = settled
             at = full_at(state)
             if at <= now:
                 del data[key]
@@ -294,8 +300,9 @@ class MemoryStore:
 
     def _make_room(self, now: float, asking: MemoryTable) -> None:
         """Called under the lock when full: reclaim, or refuse the new key."""
-        if now < self._next_reclaim_at:
-            raise StoreFull(self._full_message(), self._next_reclaim_at - now)
+        ahead = self._next_reclaim_at - now
+        if ahead > 0 and ahead <= self._horizon():  # else the clock stepped back: sweep
+            raise StoreFull(self._full_message(), ahead)
         reclaimed = 0
         earliest = INF
         for table in self._tables:
@@ -309,6 +316,10 @@ class MemoryStore:
         if reclaimed:
             return
         raise StoreFull(self._full_message(), earliest - now)
+
+    def _horizon(self) -> float:
+        """How far ahead of now a key's full_at can lie on a forward clock, over all tables."""
+        return max((table._algorithm.horizon for table in self._tables), default=0.0)
 
     def _full_message(self) -> str:
         return (

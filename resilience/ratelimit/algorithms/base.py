@@ -111,7 +111,9 @@ class Algorithm(ABC):
         """Seconds after which a key that spent its whole capacity at once is full again.
 
         What a client can plan on: ``capacity`` at once, every ``horizon``
-        seconds, is always admitted (the RateLimit-Policy header's window).
+        seconds, is always admitted (the RateLimit-Policy header's window).  It is
+        also the furthest ``full_at`` lies after ``now`` on a clock that only moves
+        forward: what :meth:`settle` and a full memory store rely on.
         """
         return self.period
 
@@ -122,6 +124,12 @@ class Algorithm(ABC):
     @abstractmethod
     def full_at(self, state: Any) -> float:
         """The time from which ``state`` is equivalent to "never seen" (full)."""
+
+    def settle(self, state: Any, now: float) -> Any:
+        """``state`` as a decision at ``now`` would see it: a clock that stepped back moves
+        what lies further ahead than :attr:`horizon` (see each algorithm); may update in
+        place.  For stores that judge states without deciding (reclamation)."""
+        return state
 
     def params(self) -> dict[str, object]:
         """Configuration as plain data (for specs, logs and the Redis scripts)."""
