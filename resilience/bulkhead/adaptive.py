@@ -11,12 +11,14 @@ refusal and permit accounting are the plain :class:`Bulkhead`'s.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Literal, ParamSpec, TypeVar
+from typing import Any, Literal, ParamSpec, TypeVar
 
 from resilience.bulkhead.bulkhead import Bulkhead, check_whole
 from resilience.bulkhead.limits import AIMD, Gradient, LimitAlgorithm
-from resilience.clock import Clock, now_function, resolve_clock
+from resilience.clock import Clock
+from resilience.errors import BulkheadFull
 from resilience.events import EventBus
+from resilience.policy import CALL, Steps, drive_async, drive_sync
 
 __all__ = ["AdaptiveBulkhead"]
 
@@ -34,7 +36,7 @@ class AdaptiveBulkhead(Bulkhead):
     capacity and are not sampled, but always give their slot back.
     """
 
-    __slots__ = ("_estimate", "_now", "algorithm", "max_limit", "min_limit")
+    __slots__ = ("_estimate", "algorithm", "max_limit", "min_limit")
 
     def __init__(
         self,
@@ -67,10 +69,10 @@ class AdaptiveBulkhead(Bulkhead):
             max_concurrent=initial,
             max_queue=max_queue,
             queue_timeout=queue_timeout,
+            clock=clock,
             events=events,
         )
         self._estimate = float(initial)
-        self._now = now_function(resolve_clock(clock))
 
     @property
     def limit(self) -> int:
@@ -78,26 +80,23 @@ class AdaptiveBulkhead(Bulkhead):
         return self._limit
 
     def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
-        self._enter()
-        inflight = self._active
-        start = self._now()
-        try:
-            result = fn(*args, **kwargs)
-        except TimeoutError:
-            self._finish(start, inflight, dropped=True)
-            raise
-        except BaseException:
-            self._release()
-            raise
-        self._finish(start, inflight, dropped=False)
+        result: R = drive_sync(self._steps(), self.clock, fn, args, kwargs)
         return result
 
     async def acall(self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs) -> R:
-        await self._aenter()
+        return await drive_async(self._steps(), self.clock, fn, args, kwargs)
+
+    def _steps(self) -> Steps[Any]:  # the result is the call's
+        """Take a slot (queueing if need be), CALL, and feed the latency to the algorithm."""
+        refused = self._take()
+        if refused is not None:
+            if isinstance(refused, BulkheadFull):
+                raise refused
+            yield from self._queue()
         inflight = self._active
         start = self._now()
         try:
-            result = await fn(*args, **kwargs)
+            result = yield CALL
         except TimeoutError:
             self._finish(start, inflight, dropped=True)
             raise

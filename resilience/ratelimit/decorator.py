@@ -69,9 +69,9 @@ class RateLimitPolicy(Policy):
             if not decision[0]:
                 raise RateLimited(decision, limiter.name)
             if decision.delay:
-                limiter._shape_wait_sync(key, cost, decision.delay)
+                limiter.wait_delay(key, cost, decision.delay)
             return fn(*args, **kwargs)
-        steps = limiter._acquire_steps(key, cost, self.timeout, wait=True)
+        steps = limiter.acquire_steps(key, cost, self.timeout)
         drive_sync(steps, limiter.clock, limiter.try_acquire, (key, cost))
         return fn(*args, **kwargs)
 
@@ -83,9 +83,9 @@ class RateLimitPolicy(Policy):
             if not decision[0]:
                 raise RateLimited(decision, limiter.name)
             if decision.delay:
-                await limiter._shape_wait_async(key, cost, decision.delay)
+                await limiter.await_delay(key, cost, decision.delay)
             return await fn(*args, **kwargs)
-        steps = limiter._acquire_steps(key, cost, self.timeout, wait=True)
+        steps = limiter.acquire_steps(key, cost, self.timeout)
         await drive_async(steps, limiter.clock, limiter.atry_acquire, (key, cost))
         return await fn(*args, **kwargs)
 

@@ -152,6 +152,19 @@ class RateLimiter(Policy):
         )
         return await drive_async(steps, self.clock, self.atry_acquire, (key, cost))
 
+    def acquire_steps(
+        self, key: str = "global", cost: float = 1, timeout: float | None = None
+    ) -> Steps[Decision]:
+        """:meth:`acquire` as steps, for a policy that drives it with its own call.
+
+        Yields :data:`~resilience.policy.CALL` where it needs a decision (send
+        back ``try_acquire(key, cost)``, or ``atry_acquire``'s result) and
+        seconds to sleep; returns the admitting decision or raises ``RateLimited``.
+        """
+        return self._acquire_steps(
+            key, cost, _validate.optional_seconds(timeout, "timeout"), wait=True
+        )
+
     def _acquire_steps(
         self, key: str, cost: float, timeout: float | None, *, wait: bool
     ) -> Steps[Decision]:

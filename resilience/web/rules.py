@@ -27,7 +27,6 @@ from resilience.ratelimit.algorithms.base import check_cost
 from resilience.ratelimit.decision import Decision
 from resilience.ratelimit.limiter import RateLimiter
 from resilience.web.headers import HeaderStyle, RateLimitHeaders, check_style
-from resilience.web.limiting import supports_refund
 from resilience.web.problem import rate_limited_body, store_full_body
 from resilience.web.readiness import require_async
 from resilience.web.request_keys import ClientIP, RequestKey, as_key
@@ -191,7 +190,7 @@ class RouteTable:
             require_async(lim, "limiter" if lim is limiter else "rule limiter")
         if refund_statuses:
             for lim in self.limiters:
-                if not supports_refund(lim):
+                if not lim.refundable:
                     raise ValueError(
                         f"refund_statuses needs limiters that can give cost back (TokenBucket, "
                         f"GCRA, LeakyBucket); {lim.name!r} uses {type(lim.algorithm).__name__}"

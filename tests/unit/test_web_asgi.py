@@ -201,7 +201,7 @@ def test_aiohttp_configuration_errors_name_the_field() -> None:
 
 def test_the_core_web_package_imports_no_web_framework() -> None:
     code = (
-        "import sys, resilience.web, resilience.web.rules, resilience.web.limiting;"
+        "import sys, resilience.web, resilience.web.rules, resilience.web.headers;"
         "bad = [m for m in ('starlette', 'aiohttp', 'fastapi', 'litestar', 'uvicorn')"
         " if m in sys.modules]; print(bad)"
     )

@@ -42,7 +42,7 @@ from resilience.aiohttp._failover_types import (
     OriginStatus,
 )
 from resilience.breaker import CircuitBreaker, MemoryBreakerStore
-from resilience.breaker.state import Permit
+from resilience.breaker.values import Permit
 from resilience.clock import Clock, now_function, resolve_clock
 from resilience.events import EventBus, FailoverAttempt, FailoverSwitched, default_bus
 from resilience.failover.credentials import carries_credentials, strip_credentials

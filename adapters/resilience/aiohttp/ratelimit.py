@@ -20,7 +20,6 @@ from resilience.aiohttp._common import NO_HEADERS, header_lookup, problem_respon
 from resilience.ratelimit.decision import Decision, StoreFullDecision
 from resilience.ratelimit.limiter import RateLimiter
 from resilience.web.headers import HeaderStyle, retry_after_seconds
-from resilience.web.limiting import refund, shape
 from resilience.web.plans import PlanLimits
 from resilience.web.problem import bad_request_body
 from resilience.web.request_keys import DEFAULT_KEY, RequestKey
@@ -92,7 +91,7 @@ def rate_limit_middleware(
         if not decision[0]:
             return _refusal(route, decision)
         if decision.delay:
-            await shape(lim, client, cost, decision.delay)
+            await lim.await_delay(client, cost, decision.delay)
         headers = route.headers
         if headers is None:
             if not refunds:
@@ -110,13 +109,13 @@ def rate_limit_middleware(
                 exc.headers.extend(pending)
                 pending.clear()
             if exc.status in refunds:
-                refund(lim, client, cost)
+                lim.refund(client, cost)
             raise
         if pending and not response.prepared:
             response.headers.extend(pending)
             pending.clear()
         if refunds and response.status in refunds:
-            refund(lim, client, cost)
+            lim.refund(client, cost)
         return response
 
     return rate_limit

@@ -24,7 +24,6 @@ from resilience.asgi._asgi import (
 from resilience.ratelimit.decision import Decision, StoreFullDecision
 from resilience.ratelimit.limiter import RateLimiter
 from resilience.web.headers import HeaderStyle, retry_after_seconds
-from resilience.web.limiting import refund, shape
 from resilience.web.plans import PlanLimits, PlanTables
 from resilience.web.problem import bad_request_body
 from resilience.web.request_keys import DEFAULT_KEY, RequestKey
@@ -120,7 +119,7 @@ class RateLimitMiddleware:
             await _refuse(send, route, decision)
             return
         if decision.delay:
-            await shape(limiter, key, cost, decision.delay)
+            await limiter.await_delay(key, cost, decision.delay)
         headers = route.headers
         if not self._refund:
             if headers is None:
@@ -143,7 +142,7 @@ class RateLimitMiddleware:
         )
         await self.app(scope, receive, recorder.send)
         if recorder.status in self._refund:
-            refund(limiter, key, cost)
+            limiter.refund(key, cost)
 
     def __repr__(self) -> str:
         return f"RateLimitMiddleware({self.app!r}, {self._default.limiter!r})"

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, ClassVar, Protocol
 
 from resilience.breaker.decider import PROBE_FAILED
 from resilience.breaker.metrics import new_metrics
-from resilience.breaker.state import BreakerSnapshot, CircuitState, Permit, Transition
+from resilience.breaker.values import BreakerSnapshot, CircuitState, Permit, Transition
 
 if TYPE_CHECKING:
     from resilience.breaker.config import BreakerConfig
