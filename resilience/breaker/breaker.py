@@ -23,7 +23,8 @@ import functools
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Literal, ParamSpec, TypeVar, overload
 
-from resilience.breaker.config import BreakerConfig, check_exceptions, check_predicate
+from resilience._validate import callable_or_none, exception_types
+from resilience.breaker.config import BreakerConfig
 from resilience.breaker.guard import BreakerGuard
 from resilience.breaker.memory import MemoryBreakerStore
 from resilience.breaker.outcome import CANCELLED, FAILED, RELEASE, Classifier
@@ -145,9 +146,9 @@ class CircuitBreaker(Policy):
             half_open_max_calls=half_open_max_calls,
         )
         self._classifier = Classifier(
-            check_exceptions(record, "record"),
-            check_exceptions(ignore, "ignore"),
-            check_predicate(failure_if, "failure_if"),
+            exception_types(record, "record", allow_empty=True),
+            exception_types(ignore, "ignore", allow_empty=True),
+            callable_or_none(failure_if, "failure_if"),
         )
         self._failure_if = self._classifier.failure_if
         if clock is not None and not callable(getattr(clock, "monotonic", None)):

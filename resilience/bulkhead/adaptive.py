@@ -13,7 +13,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal, ParamSpec, TypeVar
 
-from resilience.bulkhead.bulkhead import Bulkhead, check_whole
+from resilience._validate import whole_number
+from resilience.bulkhead.bulkhead import Bulkhead
 from resilience.bulkhead.limits import AIMD, Gradient, LimitAlgorithm
 from resilience.clock import Clock
 from resilience.errors import BulkheadFull
@@ -52,13 +53,13 @@ class AdaptiveBulkhead(Bulkhead):
         clock: Clock | None = None,
         events: EventBus | None = None,
     ) -> None:
-        self.min_limit = check_whole(min_limit, "min_limit", 1)
-        self.max_limit = check_whole(max_limit, "max_limit", 1)
+        self.min_limit = whole_number(min_limit, "min_limit", 1)
+        self.max_limit = whole_number(max_limit, "max_limit", 1)
         if self.max_limit < self.min_limit:
             raise ValueError(f"max_limit ({max_limit!r}) must be >= min_limit ({min_limit!r})")
         if initial_limit is None:
             initial_limit = min(self.max_limit, max(self.min_limit, 20))
-        initial = check_whole(initial_limit, "initial_limit", 1)
+        initial = whole_number(initial_limit, "initial_limit", 1)
         if not self.min_limit <= initial <= self.max_limit:
             raise ValueError(
                 f"initial_limit must be within [min_limit, max_limit], got {initial_limit!r}"

@@ -26,6 +26,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, ParamSpec, TypeVar
 
+from resilience._validate import non_empty_str, optional_seconds, whole_number
 from resilience.clock import (
     Clock,
     SystemClock,
@@ -96,26 +97,10 @@ def _resolve(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
-def check_name(name: object) -> str:
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"name must be a non-empty string, got {name!r}")
-    return name
-
-
-def check_whole(value: object, field: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{field} must be a whole number >= {minimum}, got {value!r}")
-    return value
-
-
 def check_timeout(value: object, field: str) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
-        raise ValueError(f"{field} must be a number of seconds or None, got {value!r}")
-    if value < 0:
-        raise ValueError(f"{field} must not be negative, got {value!r}")
-    return None if value == math.inf else float(value)
+    """``None`` or seconds ``>= 0``; infinity means no timeout, kept as ``None``."""
+    seconds = optional_seconds(value, field)
+    return None if seconds == math.inf else seconds
 
 
 class Bulkhead(Policy):
@@ -154,9 +139,9 @@ class Bulkhead(Policy):
         clock: Clock | None = None,
         events: EventBus | None = None,
     ) -> None:
-        self.name = check_name(name)
-        self._limit = check_whole(max_concurrent, "max_concurrent", 1)
-        self.max_queue = check_whole(max_queue, "max_queue", 0)
+        self.name = non_empty_str(name, "name")
+        self._limit = whole_number(max_concurrent, "max_concurrent", 1)
+        self.max_queue = whole_number(max_queue, "max_queue", 0)
         self.queue_timeout = check_timeout(queue_timeout, "queue_timeout")
         self.clock = resolve_clock(clock)
         self._system = isinstance(self.clock, SystemClock)

@@ -22,7 +22,8 @@ import math
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Concatenate, Literal, ParamSpec, TypeVar
 
-from resilience.breaker.config import BreakerConfig, check_duration
+from resilience._validate import positive_seconds
+from resilience.breaker.config import BreakerConfig
 from resilience.breaker.store import ClosedRecorder
 from resilience.breaker.values import BreakerSnapshot, CircuitState, Permit, Transition
 from resilience.breaker.windows import TimeWindow
@@ -152,13 +153,13 @@ class RedisBreakerStore:
             raise ValueError(f"events must be an EventBus, got {events!r}")
         self.store = store
         self.on_store_error: OnStoreError = on_store_error
-        self.store_error_retry_after = check_duration(
+        self.store_error_retry_after = positive_seconds(
             store_error_retry_after, "store_error_retry_after"
         )
-        self.idle_ttl = None if idle_ttl is None else check_duration(idle_ttl, "idle_ttl")
-        self.held_ttl = check_duration(held_ttl, "held_ttl")
+        self.idle_ttl = None if idle_ttl is None else positive_seconds(idle_ttl, "idle_ttl")
+        self.held_ttl = positive_seconds(held_ttl, "held_ttl")
         self.probe_timeout = (
-            None if probe_timeout is None else check_duration(probe_timeout, "probe_timeout")
+            None if probe_timeout is None else positive_seconds(probe_timeout, "probe_timeout")
         )
         self.events = default_bus if events is None else events
 
