@@ -6,10 +6,9 @@ Plain validated configuration; the running totals live in
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
-from resilience._validate import whole_number
+from resilience._validate import positive_seconds, whole_number
 
 __all__ = ["CountWindow", "TimeWindow", "Window"]
 
@@ -41,15 +40,11 @@ class TimeWindow:
     buckets: int = 10
 
     def __post_init__(self) -> None:
-        seconds = self.seconds
-        if isinstance(seconds, bool) or not isinstance(seconds, int | float):
-            raise ValueError(f"seconds must be a positive number, got {seconds!r}")
-        if not (seconds > 0 and math.isfinite(seconds)):
-            raise ValueError(f"seconds must be a positive, finite number, got {seconds!r}")
+        seconds = positive_seconds(self.seconds, "seconds")
         whole_number(self.buckets, "buckets")
         if self.buckets > MAX_BUCKETS:
             raise ValueError(f"buckets must be at most {MAX_BUCKETS}, got {self.buckets!r}")
-        object.__setattr__(self, "seconds", float(seconds))
+        object.__setattr__(self, "seconds", seconds)
 
     @property
     def width(self) -> float:
