@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from benchmarks._harness import Timing, bare, interleaved_table, sync_case, time_sync_over
-from resilience.web.keys import DEFAULT_KEY, clean_header_value, client_ip, header, key_from
+from resilience.web.request_keys import DEFAULT_KEY, clean_header_value, client_ip, header, key_from
 
 Row = dict[str, Any]
 TABLE = "Key extraction per request (ASGI scope, 6 headers)"

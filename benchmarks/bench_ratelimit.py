@@ -59,7 +59,7 @@ from resilience.ratelimit.algorithms import (
 )
 from resilience.ratelimit.decorator import rate_limit
 from resilience.ratelimit.limiter import RateLimiter
-from resilience.stores.memory import MemoryStore
+from resilience.ratelimit.memory_store import MemoryStore
 from resilience.testing import FakeClock
 
 Row = dict[str, Any]

@@ -69,8 +69,8 @@ from resilience.ratelimit import (
     parse_rate,
     rate_limit,
 )
+from resilience.ratelimit.memory_store import MemoryStore
 from resilience.retrying import Backoff, Retry, RetryBudget, retry
-from resilience.stores import MemoryStore
 from resilience.timeouts import Timeout, timeout
 
 __version__ = "0.1.0"

@@ -21,7 +21,7 @@ from pathlib import Path
 from resilience.ratelimit.algorithms import Algorithm
 from resilience.ratelimit.spec import ALGORITHMS, parse_policy
 from resilience.replay.engine import DEFAULT_REORDER_WINDOW
-from resilience.replay.keys import KeySpec
+from resilience.replay.key_spec import KeySpec
 
 __all__ = ["build_parser", "main"]
 

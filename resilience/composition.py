@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, ParamSpec, TypeVar, cast
 
+from resilience import _validate
 from resilience.policy import Policy
 
 __all__ = ["Composition", "compose"]
@@ -38,8 +39,7 @@ class Composition(Policy):
                 flat.append(policy)
             else:
                 raise ValueError(f"policies[{index}] must be a resilience Policy, got {policy!r}")
-        if name is not None and (not isinstance(name, str) or not name):
-            raise ValueError(f"name must be a non-empty string, got {name!r}")
+        _validate.optional_non_empty_str(name, "name")
         self.policies: tuple[Policy, ...] = tuple(flat)
         self._count = len(flat)
         self.name = name or "compose(" + ", ".join(p.name for p in flat) + ")"

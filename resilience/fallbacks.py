@@ -14,8 +14,9 @@ import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar, cast
 
+from resilience import _validate
 from resilience.policy import Policy
-from resilience.retrying.policy import NEVER_RETRIED, exception_types
+from resilience.retrying.retry import NEVER_RETRIED, exception_types
 
 __all__ = ["Fallback", "fallback"]
 
@@ -35,8 +36,7 @@ class Fallback(Policy):
         *,
         name: str = "fallback",
     ) -> None:
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"name must be a non-empty string, got {name!r}")
+        _validate.non_empty_str(name, "name")
         self.value = value_or_callable
         self.on = exception_types(on)
         self._on = self.on

@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
 
+from resilience import _validate
 from resilience.clock import Clock, now_function, resolve_clock
 from resilience.errors import BulkheadFull, CircuitOpen, RateLimited
 from resilience.policy import Policy
@@ -184,8 +185,7 @@ class Timed(Policy):
     __slots__ = ("_now", "_observe", "name")
 
     def __init__(self, name: str, observe: Observer, clock: Clock | None = None) -> None:
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"name must be a non-empty string, got {name!r}")
+        _validate.non_empty_str(name, "name")
         if not callable(observe):
             raise ValueError(f"observe must be callable, got {observe!r}")
         self.name = name

@@ -84,6 +84,17 @@ class FakeClock:
             raise ValueError(f"set() needs a finite time, got {now!r}")
         self._move(max(now, self._now))
 
+    def step_back(self, seconds: float) -> None:
+        """Move time back by ``seconds``, as NTP stepping a wall clock does.
+
+        For tests of what a clock that goes backwards does (``set`` and
+        ``advance`` never go back); nobody sleeping is woken.
+        """
+        if not (seconds >= 0 and math.isfinite(seconds)):
+            raise ValueError(f"step_back() needs a finite, non-negative number, got {seconds!r}")
+        with self._cond:
+            self._now -= seconds
+
     def sleep(self, seconds: float) -> None:
         seconds = max(0.0, seconds)
         self.sleeps.append(seconds)

@@ -18,10 +18,10 @@ asyncio's own.
 from __future__ import annotations
 
 import asyncio
-import math
 from collections.abc import Awaitable, Callable
 from typing import ParamSpec, TypeVar
 
+from resilience import _validate
 from resilience.clock import Clock, SystemClock, now_function, resolve_clock, sleep_async
 from resilience.policy import Policy
 
@@ -39,15 +39,8 @@ class Timeout(Policy):
     def __init__(
         self, seconds: float, *, clock: Clock | None = None, name: str | None = None
     ) -> None:
-        if (
-            isinstance(seconds, bool)
-            or not isinstance(seconds, int | float)
-            or not math.isfinite(seconds)
-            or seconds <= 0
-        ):
-            raise ValueError(f"seconds must be a positive, finite number, got {seconds!r}")
-        if name is not None and (not isinstance(name, str) or not name):
-            raise ValueError(f"name must be a non-empty string, got {name!r}")
+        _validate.positive_number(seconds, "seconds")
+        _validate.optional_non_empty_str(name, "name")
         self.seconds = float(seconds)
         self.name = name or f"timeout({self.seconds:g}s)"
         self._clock = resolve_clock(clock)

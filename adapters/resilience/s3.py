@@ -39,8 +39,9 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from resilience import _validate
 from resilience.claimcheck.errors import PayloadMissing
-from resilience.claimcheck.store import DIGEST_ID, BlobWriter, live
+from resilience.claimcheck.store import DIGEST_ID, BlobWriter, check_commit, live
 
 __all__ = ["S3BlobStore"]
 
@@ -160,8 +161,7 @@ class S3BlobStore:
         chunk_size: int = 1024 * 1024,
         upload_ttl: float = 86400.0,
     ) -> None:
-        if not isinstance(bucket, str) or not bucket:
-            raise ValueError(f"bucket must be a non-empty string, got {bucket!r}")
+        _validate.non_empty_str(bucket, "bucket")
         for method in ("put_object", "get_object", "upload_part", "list_objects_v2"):
             if not callable(getattr(client, method, None)):
                 raise TypeError(f"client must be a boto3 S3 client (no {method}), got {client!r}")
@@ -266,14 +266,8 @@ class S3BlobStore:
         expires_at: float | None,
         now: float,
     ) -> str:
-        if not isinstance(writer, _S3Writer) or writer._store is not self:
-            raise TypeError("commit() needs a writer from this store's begin()")
-        if writer.done:
-            raise ValueError("commit() after commit or abort")
-        if not DIGEST_ID.fullmatch(digest):
-            raise ValueError(f"digest must be lowercase hex SHA-256, got {digest!r}")
-        if writer.size != size:
-            raise ValueError(f"size {size} does not match the {writer.size} bytes written")
+        check_commit(writer, _S3Writer, self, digest, size)
+        assert isinstance(writer, _S3Writer)
         index = self._index_key(digest)
         try:
             existing = self._read(index)

@@ -8,12 +8,15 @@ by default (:class:`MemoryBreakerStore`) or shared between processes.
 from resilience.breaker.breaker import CircuitBreaker
 from resilience.breaker.config import BreakerConfig
 from resilience.breaker.decider import TripDecider
+from resilience.breaker.guard import BreakerGuard
 from resilience.breaker.memory import MemoryBreakerStore, MemoryBreakerTable
-from resilience.breaker.state import BreakerSnapshot, CircuitState, Permit, Transition
-from resilience.breaker.store import BreakerStore, BreakerTable, ClosedRecorder
+from resilience.breaker.store import AsyncBreakerOps, BreakerStore, BreakerTable, ClosedRecorder
+from resilience.breaker.values import BreakerSnapshot, CircuitState, Permit, Transition
 from resilience.breaker.windows import CountWindow, TimeWindow, Window
 
 __all__ = [
+    "AsyncBreakerOps",
+    "BreakerGuard",
     "BreakerConfig",
     "BreakerSnapshot",
     "BreakerStore",

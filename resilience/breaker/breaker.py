@@ -7,7 +7,12 @@ transition; this class classifies outcomes, times calls when it must, raises
 :class:`~resilience.errors.CircuitOpen` and emits
 :class:`~resilience.events.CircuitStateChanged`.
 
-The closed hot path reads one attribute (``table.closed``), makes the call,
+Every path but one is a step generator (``_guarded``, ``_acquire``,
+``_settle``, ``_read``, ``_move``) run by ``drive_sync`` or ``drive_async``; store
+operations are ``Io`` steps, so a remote table's async form is awaited and a
+local table's sync form is called without an extra await.  The one
+exception is the closed hot path, built once by ``_closed_path``: it reads
+one attribute (``table.closed``), makes the call,
 and counts a success with one lock-free ``next()``; it reads no clock unless
 slow calls or a time window need one and builds nothing when no sink listens.
 """
@@ -16,19 +21,21 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, ParamSpec, TypeVar, overload
+from typing import Any, Literal, ParamSpec, TypeVar, overload
 
-from resilience.breaker.config import BreakerConfig, check_exceptions, check_predicate
+from resilience._validate import callable_or_none, exception_types
+from resilience.breaker.config import BreakerConfig
+from resilience.breaker.guard import BreakerGuard
 from resilience.breaker.memory import MemoryBreakerStore
-from resilience.breaker.outcome import CANCELLED, FAILED, RELEASE, SUCCEEDED, Classifier
-from resilience.breaker.state import BreakerSnapshot, CircuitState, Permit, Transition
-from resilience.breaker.store import BreakerStore, BreakerTable
+from resilience.breaker.outcome import CANCELLED, FAILED, RELEASE, Classifier
+from resilience.breaker.store import AsyncBreakerOps, BreakerStore, BreakerTable, async_ops
+from resilience.breaker.values import BreakerSnapshot, CircuitState, Permit, Transition
 from resilience.breaker.windows import CountWindow, Window
 from resilience.clock import Clock, now_function, resolve_clock
 from resilience.errors import CircuitOpen
 from resilience.events import CircuitStateChanged, EventBus, default_bus
 from resilience.metrics import Tally
-from resilience.policy import Policy, is_async_callable
+from resilience.policy import CALL, Io, Policy, Steps, drive_async, drive_sync, is_async_callable
 
 __all__ = ["CircuitBreaker"]
 
@@ -90,11 +97,14 @@ class CircuitBreaker(Policy):
 
     __slots__ = (
         "__weakref__",  # metrics exporters track policies weakly
+        "_aio",
+        "_arun",
         "_classifier",
         "_events",
         "_failure_if",
         "_local",
         "_now",
+        "_run",
         "_table",
         "_timed",
         "clock",
@@ -136,9 +146,9 @@ class CircuitBreaker(Policy):
             half_open_max_calls=half_open_max_calls,
         )
         self._classifier = Classifier(
-            check_exceptions(record, "record"),
-            check_exceptions(ignore, "ignore"),
-            check_predicate(failure_if, "failure_if"),
+            exception_types(record, "record", allow_empty=True),
+            exception_types(ignore, "ignore", allow_empty=True),
+            callable_or_none(failure_if, "failure_if"),
         )
         self._failure_if = self._classifier.failure_if
         if clock is not None and not callable(getattr(clock, "monotonic", None)):
@@ -156,153 +166,214 @@ class CircuitBreaker(Policy):
         self.store: BreakerStore = MemoryBreakerStore() if store is None else store
         self._table: BreakerTable = self.store.breaker_table(name, self.config, self._now)
         self._local = bool(self._table.local)
+        self._aio: AsyncBreakerOps | None = async_ops(self._table)
         self._timed = self.config.slow_call_duration is not None
         self.tally = Tally()
         """Calls permitted (``allowed``) and refused while open so far, for metrics exporters."""
+        self._run, self._arun = self._closed_path()
 
     # -- as a policy ------------------------------------------------------------------
 
-    # The closed fast path is written out in call, acall and both decorator wrappers:
-    # one more Python call would add a fifth to its cost.
-
     def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run ``fn`` if the circuit lets it; raise ``CircuitOpen`` if not."""
-        fast = self._table.closed
-        if fast is None:
-            return self._call_guarded(fn, args, kwargs)
-        self.tally.allowed += 1
-        try:
-            result = fn(*args, **kwargs)
-        except BaseException as exc:
-            self._settle(fast.permit, self._classifier.error(exc), 0.0)
-            raise
-        if self._failure_if is not None:
-            return self._finish(fast.permit, result, 0.0)
-        transition = fast.success()
-        if transition is not None:
-            self._emit(transition)
-        return result
-
-    def _call_guarded(self, fn: Callable[..., R], args: Any, kwargs: Any) -> R:
-        start = self._now()
-        permit = self._table.acquire(start)
-        if not permit.allowed:
-            raise self._rejected(permit)
-        self.tally.allowed += 1
-        if permit.transition is not None:
-            self._emit(permit.transition)
-        try:
-            result = fn(*args, **kwargs)
-        except BaseException as exc:
-            self._settle(permit, self._classifier.error(exc), start)
-            raise
-        if self._failure_if is not None:
-            return self._finish(permit, result, start)
-        end = self._now()
-        transition = self._table.record(permit, False, end - start if self._timed else 0.0, end)
-        if transition is not None:
-            self._emit(transition)
+        result: R = self._run(fn, args, kwargs)
         return result
 
     async def acall(self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """Await ``fn`` if the circuit lets it; raise ``CircuitOpen`` if not."""
-        fast = self._table.closed
-        if fast is None:
-            return await self._acall_guarded(fn, args, kwargs)
-        self.tally.allowed += 1
-        try:
-            result = await fn(*args, **kwargs)
-        except BaseException as exc:
-            self._settle(fast.permit, self._classifier.error(exc), 0.0)
-            raise
-        if self._failure_if is not None:
-            return self._finish(fast.permit, result, 0.0)
-        transition = fast.success()
-        if transition is not None:
-            self._emit(transition)
+        result: R = await self._arun(fn, args, kwargs)
         return result
 
-    async def _acall_guarded(self, fn: Callable[..., Awaitable[R]], args: Any, kwargs: Any) -> R:
-        if self._local:  # the in-memory table never blocks: no extra awaits
-            start = self._now()
-            permit = self._table.acquire(start)
-            if not permit.allowed:
-                raise self._rejected(permit)
-            self.tally.allowed += 1
-            if permit.transition is not None:
-                self._emit(permit.transition)
+    def _closed_path(self) -> tuple[Callable[..., Any], Callable[..., Awaitable[Any]]]:
+        """THE hot path, built once: a local table, closed or not.
+
+        The sync and async products differ only in ``await fn``: that is the
+        one sync/async pair in the breaker, kept because routing the closed
+        path through a generator would double its cost (``call``, ``acall``
+        and the decorator's wrappers are one thin frame over these).  While
+        the table offers its closed shortcut a success is one lock-free
+        ``next()``; otherwise a
+        local table is asked directly (``acquire``, ``_finish_now``), which is
+        what the async driver would do with its ``Io`` steps anyway.  A remote
+        table goes through the one guarded generator, ``_guarded``.
+        """
+        table, emit, failure_if, clock = self._table, self._emit, self._failure_if, self.clock
+        guarded, error, checked = self._guarded, self._classifier.error, self._checked
+        settle_now, finish_now = self._settle_now, self._finish_now
+        local, now, acquire, tally = self._local, self._now, table.acquire, self.tally
+
+        def run(fn: Callable[..., Any], args: Any, kwargs: Any) -> Any:
+            fast = table.closed
+            if fast is not None:
+                permit, start = fast.permit, 0.0
+            elif local:
+                start = now()
+                permit = acquire(start)
+                if permit.transition is not None or not permit.allowed:
+                    refused = checked(permit)  # raised here: one traceback frame less
+                    if refused is not None:
+                        raise refused
+            else:
+                return drive_sync(guarded(), clock, fn, args, kwargs)
+            tally.allowed += 1
+            try:
+                result = fn(*args, **kwargs)
+            except BaseException as exc:
+                settle_now(permit, error(exc), start)
+                raise
+            if fast is None or failure_if is not None:
+                return finish_now(permit, result, start)
+            transition = fast.success()
+            if transition is not None:
+                emit(transition)
+            return result
+
+        async def arun(fn: Callable[..., Awaitable[Any]], args: Any, kwargs: Any) -> Any:
+            fast = table.closed
+            if fast is not None:
+                permit, start = fast.permit, 0.0
+            elif local:
+                start = now()
+                permit = acquire(start)
+                if permit.transition is not None or not permit.allowed:
+                    refused = checked(permit)  # raised here: one traceback frame less
+                    if refused is not None:
+                        raise refused
+            else:
+                return await drive_async(guarded(), clock, fn, args, kwargs)
+            tally.allowed += 1
             try:
                 result = await fn(*args, **kwargs)
             except BaseException as exc:
-                self._settle(permit, self._classifier.error(exc), start)
+                settle_now(permit, error(exc), start)
                 raise
-            if self._failure_if is not None:
-                return self._finish(permit, result, start)
-            self._settle(permit, SUCCEEDED, start)
+            if fast is None or failure_if is not None:
+                return finish_now(permit, result, start)
+            transition = fast.success()
+            if transition is not None:
+                emit(transition)
             return result
+
+        return run, arun
+
+    # -- the guarded path and its steps, written once for both drivers ---------------
+
+    def _guarded(self) -> Steps[Any]:
+        """Acquire, CALL, settle: every store operation an ``Io`` step."""
         start = self._now()
-        permit = await self._table.aacquire(start)
-        if not permit.allowed:
-            raise self._rejected(permit)
-        self.tally.allowed += 1
-        if permit.transition is not None:
-            self._emit(permit.transition)
+        permit = yield from self._acquire(start, refuse=True)
         try:
-            result = await fn(*args, **kwargs)
+            result = yield CALL
         except BaseException as exc:
-            await self._asettle(permit, self._classifier.error(exc), start)
+            yield from self._settle(permit, self._classifier.error(exc), start)
             raise
-        try:
-            verdict = self._classifier.result(result)
-        except BaseException:
-            await self._asettle(permit, RELEASE, start)
-            raise
-        await self._asettle(permit, verdict, start)
+        verdict, broken = self._judge(result)
+        yield from self._settle(permit, verdict, start)
+        if broken is not None:
+            raise broken
         return result
 
-    # -- shared steps -------------------------------------------------------------------
+    def _acquire(self, now: float, *, refuse: bool) -> Steps[Permit]:
+        aio = self._aio
+        permit: Permit = yield Io(self._table.acquire, None if aio is None else aio.acquire, now)
+        refused = self._checked(permit)
+        if refused is None:
+            self.tally.allowed += 1
+        elif refuse:
+            raise refused
+        return permit
 
-    def _rejected(self, permit: Permit) -> CircuitOpen:
-        self.tally.rejected += 1
-        if permit.transition is not None:  # a remote store may move and refuse at once
+    def _checked(self, permit: Permit) -> CircuitOpen | None:
+        """Emit the permit's transition; the ``CircuitOpen`` to raise if it refuses."""
+        if permit.transition is not None:  # open -> half-open (a remote store may also refuse)
             self._emit(permit.transition)
+        if permit.allowed:
+            return None
+        self.tally.rejected += 1
         error: CircuitOpen = _CircuitOpen(self.name, permit.retry_after)
         return error
 
-    def _finish(self, permit: Permit, result: R, start: float) -> R:
+    def _judge(self, result: Any) -> tuple[int, BaseException | None]:
+        """A returned value's verdict (``failure_if``); a predicate that raises judges nothing."""
         try:
-            verdict = self._classifier.result(result)
-        except BaseException:
-            self._settle(permit, RELEASE, start)
-            raise
-        self._settle(permit, verdict, start)
-        return result
+            return self._classifier.result(result), None
+        except BaseException as exc:
+            return RELEASE, exc
 
-    def _settle(self, permit: Permit, verdict: int, start: float) -> None:
-        """Report a finished call to the table (sync)."""
-        now = self._now()
+    def _outcome(self, permit: Permit, verdict: int, start: float) -> Io:
+        """The store operation reporting a finished call: ``record`` it, or ``release`` it."""
+        now, table, aio = self._now(), self._table, self._aio
         if verdict > FAILED:
             if verdict == CANCELLED and permit.state is HALF_OPEN:
                 verdict = FAILED
             else:
-                self._table.release(permit, now)
-                return
+                return Io(table.release, None if aio is None else aio.release, permit, now)
         duration = now - start if self._timed else 0.0
-        transition = self._table.record(permit, verdict == FAILED, duration, now)
+        failed = verdict == FAILED
+        return Io(table.record, None if aio is None else aio.record, permit, failed, duration, now)
+
+    def _settle(self, permit: Permit, verdict: int, start: float) -> Steps[None]:
+        """Report a finished call, as a step for either driver."""
+        transition = yield self._outcome(permit, verdict, start)
         if transition is not None:
             self._emit(transition)
 
-    async def _asettle(self, permit: Permit, verdict: int, start: float) -> None:
-        """Report a finished call to a remote table."""
-        now = self._now()
-        if verdict > FAILED:
-            if verdict == CANCELLED and permit.state is HALF_OPEN:
-                verdict = FAILED
-            else:
-                await self._table.arelease(permit, now)
-                return
-        duration = now - start if self._timed else 0.0
-        transition = await self._table.arecord(permit, verdict == FAILED, duration, now)
+    def _settle_now(self, permit: Permit, verdict: int, start: float) -> None:
+        """Report a finished call to a local table: the same operation, called directly."""
+        step = self._outcome(permit, verdict, start)
+        transition = step.sync(*step.args)
+        if transition is not None:
+            self._emit(transition)
+
+    def _finish_now(self, permit: Permit, result: Any, start: float) -> Any:
+        """A local table's call returned: classify and record (a plain success most directly)."""
+        if self._failure_if is None:
+            now = self._now()
+            duration = now - start if self._timed else 0.0
+            transition = self._table.record(permit, False, duration, now)
+            if transition is not None:
+                self._emit(transition)
+            return result
+        verdict, broken = self._judge(result)
+        self._settle_now(permit, verdict, start)
+        if broken is not None:
+            raise broken
+        return result
+
+    def _record(self, permit: Permit, failed: bool, duration: float, now: float) -> Steps[None]:
+        aio = self._aio
+        transition = yield Io(
+            self._table.record,
+            None if aio is None else aio.record,
+            permit,
+            failed,
+            duration,
+            now,
+        )
+        if transition is not None:
+            self._emit(transition)
+
+    def _release(self, permit: Permit, now: float) -> Steps[None]:
+        aio = self._aio
+        yield Io(self._table.release, None if aio is None else aio.release, permit, now)
+
+    @overload
+    def _read(self, op: Literal["state"]) -> Steps[CircuitState]: ...
+
+    @overload
+    def _read(self, op: Literal["snapshot"]) -> Steps[BreakerSnapshot]: ...
+
+    def _read(self, op: str) -> Steps[Any]:
+        """Read the table (``state`` or ``snapshot``) as one Io step."""
+        aio = self._aio
+        async_op = None if aio is None else getattr(aio, op)
+        return (yield Io(getattr(self._table, op), async_op, self._now()))
+
+    def _move(self, op: Literal["force", "reset"], *args: CircuitState) -> Steps[None]:
+        """An operator control (``force`` or ``reset``) as one Io step; emits its transition."""
+        aio = self._aio
+        async_op = None if aio is None else getattr(aio, op)
+        transition = yield Io(getattr(self._table, op), async_op, *args, self._now())
         if transition is not None:
             self._emit(transition)
 
@@ -312,7 +383,7 @@ class CircuitBreaker(Policy):
             old, new, reason = transition
             bus.emit(CircuitStateChanged(self.name, old.value, new.value, reason))
 
-    # -- as a decorator -------------------------------------------------------------------
+    # -- as a decorator and as a context manager -------------------------------------------
 
     @overload
     def __call__(
@@ -323,100 +394,73 @@ class CircuitBreaker(Policy):
     def __call__(self, fn: Callable[P, R]) -> Callable[P, R]: ...
 
     def __call__(self, fn: Callable[..., Any]) -> Callable[..., Any]:
-        """``@breaker``: wrap a sync or async function (the fast path inlined)."""
-        wrapper = self._wrap_async(fn) if is_async_callable(fn) else self._wrap_sync(fn)
+        """``@breaker``: wrap a sync or async function in the closed path."""
+        wrapper: Callable[..., Any]
+        if is_async_callable(fn):
+            arun = self._arun
+
+            async def awrapper(*args: Any, **kwargs: Any) -> Any:
+                return await arun(fn, args, kwargs)
+
+            wrapper = awrapper
+        else:
+            run = self._run
+
+            def wrapper(*args: Any, **kwargs: Any) -> Any:
+                return run(fn, args, kwargs)
+
+        wrapper = functools.wraps(fn)(wrapper)
         wrapper.__dict__["__resilience_policy__"] = self  # as Policy.decorate marks it
         return wrapper
 
-    def _wrap_sync(self, fn: Callable[..., Any]) -> Callable[..., Any]:
-        table, error, settle, tally = self._table, self._classifier.error, self._settle, self.tally
-        guarded, finish, emit, failure_if = (
-            self._call_guarded,
-            self._finish,
-            self._emit,
-            self._failure_if,
-        )
+    def guard(self, *, refuse: bool = True) -> BreakerGuard:
+        """``with breaker.guard() as g:`` protect a block; see :class:`BreakerGuard`.
 
-        @functools.wraps(fn)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            fast = table.closed
-            if fast is None:
-                return guarded(fn, args, kwargs)
-            tally.allowed += 1
-            try:
-                result = fn(*args, **kwargs)
-            except BaseException as exc:
-                settle(fast.permit, error(exc), 0.0)
-                raise
-            if failure_if is not None:
-                return finish(fast.permit, result, 0.0)
-            transition = fast.success()
-            if transition is not None:
-                emit(transition)
-            return result
+        ``refuse=False`` enters even when the circuit refuses: check ``g.allowed``.
+        """
+        return BreakerGuard(self, refuse=refuse)
 
-        return wrapper
+    def aguard(self, *, refuse: bool = True) -> BreakerGuard:
+        """``async with breaker.aguard() as g:`` (works with remote stores)."""
+        return BreakerGuard(self, refuse=refuse)
 
-    def _wrap_async(self, fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
-        table, error, settle, tally = self._table, self._classifier.error, self._settle, self.tally
-        guarded, finish, emit, failure_if = (
-            self._acall_guarded,
-            self._finish,
-            self._emit,
-            self._failure_if,
-        )
-
-        @functools.wraps(fn)
-        async def wrapper(*args: Any, **kwargs: Any) -> Any:
-            fast = table.closed
-            if fast is None:
-                return await guarded(fn, args, kwargs)
-            tally.allowed += 1
-            try:
-                result = await fn(*args, **kwargs)
-            except BaseException as exc:
-                settle(fast.permit, error(exc), 0.0)
-                raise
-            if failure_if is not None:
-                return finish(fast.permit, result, 0.0)
-            transition = fast.success()
-            if transition is not None:
-                emit(transition)
-            return result
-
-        return wrapper
-
-    # -- acquire / run / record by hand ------------------------------------------------
+    # -- acquire / run / record by hand: one generator each, both drivers --------------
 
     def permit(self, now: float | None = None) -> Permit:
         """Ask to run one call (never raises; check ``.allowed``); then ``on_*`` or ``release``."""
-        permit = self._table.acquire(self._now() if now is None else now)
-        if permit.allowed:
-            self.tally.allowed += 1
-        else:
-            self.tally.rejected += 1
-        if permit.transition is not None:
-            self._emit(permit.transition)
-        return permit
+        return drive_sync(self._acquire(self._at(now), refuse=False), self.clock)
+
+    async def apermit(self, now: float | None = None) -> Permit:
+        """Async :meth:`permit`."""
+        return await drive_async(self._acquire(self._at(now), refuse=False), self.clock)
 
     def on_success(self, permit: Permit, duration: float = 0.0, now: float | None = None) -> None:
         """The permitted call succeeded after ``duration`` seconds."""
-        self._record(permit, False, duration, now)
+        drive_sync(self._record(permit, False, duration, self._at(now)), self.clock)
+
+    async def aon_success(
+        self, permit: Permit, duration: float = 0.0, now: float | None = None
+    ) -> None:
+        """Async :meth:`on_success`."""
+        await drive_async(self._record(permit, False, duration, self._at(now)), self.clock)
 
     def on_failure(self, permit: Permit, duration: float = 0.0, now: float | None = None) -> None:
         """The permitted call failed after ``duration`` seconds."""
-        self._record(permit, True, duration, now)
+        drive_sync(self._record(permit, True, duration, self._at(now)), self.clock)
+
+    async def aon_failure(
+        self, permit: Permit, duration: float = 0.0, now: float | None = None
+    ) -> None:
+        """Async :meth:`on_failure`."""
+        await drive_async(self._record(permit, True, duration, self._at(now)), self.clock)
 
     def release(self, permit: Permit, now: float | None = None) -> None:
         """The permitted call does not count; a half-open probe frees its slot."""
-        self._table.release(permit, self._now() if now is None else now)
+        drive_sync(self._release(permit, self._at(now)), self.clock)
 
-    def _record(self, permit: Permit, failed: bool, duration: float, now: float | None) -> None:
-        transition = self._table.record(
-            permit, failed, duration, self._now() if now is None else now
-        )
-        if transition is not None:
-            self._emit(transition)
+    async def arelease(self, permit: Permit, now: float | None = None) -> None:
+        """Async :meth:`release`."""
+        await drive_async(self._release(permit, self._at(now)), self.clock)
 
     def on_error(self, permit: Permit, exc: BaseException, started: float) -> None:
         """The permitted call raised ``exc``; ``started`` is when it began (``clock`` time).
@@ -425,85 +469,57 @@ class CircuitBreaker(Policy):
         ``record`` as a failure, anything else as a success; a cancelled probe
         in half-open is a failure, a cancelled closed call counts as nothing.
         """
-        self._settle(permit, self._classifier.error(exc), started)
+        drive_sync(self._settle(permit, self._classifier.error(exc), started), self.clock)
 
     async def aon_error(self, permit: Permit, exc: BaseException, started: float) -> None:
         """Async :meth:`on_error` (for middleware; works with remote stores)."""
-        await self._asettle(permit, self._classifier.error(exc), started)
+        await drive_async(self._settle(permit, self._classifier.error(exc), started), self.clock)
 
-    async def apermit(self, now: float | None = None) -> Permit:
-        permit = await self._table.aacquire(self._now() if now is None else now)
-        if permit.allowed:
-            self.tally.allowed += 1
-        else:
-            self.tally.rejected += 1
-        if permit.transition is not None:
-            self._emit(permit.transition)
-        return permit
-
-    async def aon_success(
-        self, permit: Permit, duration: float = 0.0, now: float | None = None
-    ) -> None:
-        await self._arecord(permit, False, duration, now)
-
-    async def aon_failure(
-        self, permit: Permit, duration: float = 0.0, now: float | None = None
-    ) -> None:
-        await self._arecord(permit, True, duration, now)
-
-    async def arelease(self, permit: Permit, now: float | None = None) -> None:
-        await self._table.arelease(permit, self._now() if now is None else now)
-
-    async def _arecord(
-        self, permit: Permit, failed: bool, duration: float, now: float | None
-    ) -> None:
-        transition = await self._table.arecord(
-            permit, failed, duration, self._now() if now is None else now
-        )
-        if transition is not None:
-            self._emit(transition)
+    def _at(self, now: float | None) -> float:
+        return self._now() if now is None else now
 
     # -- state and operator controls ---------------------------------------------------
 
     @property
     def state(self) -> CircuitState:
         """The state a call would meet now (``half_open`` as soon as the open timer ran out)."""
-        return self._table.state(self._now())
+        return drive_sync(self._read("state"), self.clock)
+
+    async def astate(self) -> CircuitState:
+        """Async :attr:`state`."""
+        return await drive_async(self._read("state"), self.clock)
 
     def snapshot(self) -> BreakerSnapshot:
         """State plus the window's totals, for metrics and health pages."""
-        return self._table.snapshot(self._now())
+        return drive_sync(self._read("snapshot"), self.clock)
+
+    async def asnapshot(self) -> BreakerSnapshot:
+        """Async :meth:`snapshot`."""
+        return await drive_async(self._read("snapshot"), self.clock)
 
     def force_open(self) -> None:
         """Open and stay open (no probes) until ``force_closed()`` or ``reset()``."""
-        self._apply(self._table.force(CircuitState.OPEN, self._now()))
+        drive_sync(self._move("force", CircuitState.OPEN), self.clock)
+
+    async def aforce_open(self) -> None:
+        """Async :meth:`force_open`."""
+        await drive_async(self._move("force", CircuitState.OPEN), self.clock)
 
     def force_closed(self) -> None:
         """Close and stay closed (never trips; outcomes still counted) until ``reset()``."""
-        self._apply(self._table.force(CircuitState.CLOSED, self._now()))
+        drive_sync(self._move("force", CircuitState.CLOSED), self.clock)
+
+    async def aforce_closed(self) -> None:
+        """Async :meth:`force_closed`."""
+        await drive_async(self._move("force", CircuitState.CLOSED), self.clock)
 
     def reset(self) -> None:
         """Back to closed with an empty window, releasing any forced state."""
-        self._apply(self._table.reset(self._now()))
-
-    async def astate(self) -> CircuitState:
-        return await self._table.astate(self._now())
-
-    async def asnapshot(self) -> BreakerSnapshot:
-        return await self._table.asnapshot(self._now())
-
-    async def aforce_open(self) -> None:
-        self._apply(await self._table.aforce(CircuitState.OPEN, self._now()))
-
-    async def aforce_closed(self) -> None:
-        self._apply(await self._table.aforce(CircuitState.CLOSED, self._now()))
+        drive_sync(self._move("reset"), self.clock)
 
     async def areset(self) -> None:
-        self._apply(await self._table.areset(self._now()))
-
-    def _apply(self, transition: Transition | None) -> None:
-        if transition is not None:
-            self._emit(transition)
+        """Async :meth:`reset`."""
+        await drive_async(self._move("reset"), self.clock)
 
     def __repr__(self) -> str:
         return f"CircuitBreaker({self.name!r}, table={self._table!r})"

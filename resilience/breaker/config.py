@@ -8,21 +8,13 @@ with the breaker, because it never crosses a process boundary.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
+from resilience._validate import fraction, positive_seconds, whole_number
 from resilience.breaker.decider import TripDecider
 from resilience.breaker.windows import CountWindow, TimeWindow, Window
 
-__all__ = [
-    "BreakerConfig",
-    "check_duration",
-    "check_exceptions",
-    "check_positive_int",
-    "check_rate",
-]
+__all__ = ["BreakerConfig"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,20 +45,20 @@ class BreakerConfig:
         if not isinstance(window, CountWindow | TimeWindow):
             raise ValueError(f"window must be a CountWindow or a TimeWindow, got {window!r}")
         if failure_rate_threshold is not None:
-            failure_rate_threshold = check_rate(failure_rate_threshold, "failure_rate_threshold")
-        minimum_calls = check_positive_int(minimum_calls, "minimum_calls")
+            failure_rate_threshold = fraction(failure_rate_threshold, "failure_rate_threshold")
+        minimum_calls = whole_number(minimum_calls, "minimum_calls")
         if isinstance(window, CountWindow) and minimum_calls > window.size:
             raise ValueError(
                 f"minimum_calls ({minimum_calls}) must not exceed the window size ({window.size}):"
                 " the window could never hold that many calls"
             )
         if consecutive_failures is not None:
-            consecutive_failures = check_positive_int(consecutive_failures, "consecutive_failures")
+            consecutive_failures = whole_number(consecutive_failures, "consecutive_failures")
         if slow_call_duration is not None:
-            slow_call_duration = check_duration(slow_call_duration, "slow_call_duration")
-        slow_rate = check_rate(slow_call_rate_threshold, "slow_call_rate_threshold")
-        open_duration = check_duration(open_duration, "open_duration")
-        half_open_max_calls = check_positive_int(half_open_max_calls, "half_open_max_calls")
+            slow_call_duration = positive_seconds(slow_call_duration, "slow_call_duration")
+        slow_rate = fraction(slow_call_rate_threshold, "slow_call_rate_threshold")
+        open_duration = positive_seconds(open_duration, "open_duration")
+        half_open_max_calls = whole_number(half_open_max_calls, "half_open_max_calls")
         if (
             failure_rate_threshold is None
             and consecutive_failures is None
@@ -83,42 +75,3 @@ class BreakerConfig:
             slow_call_rate_threshold=None if slow_call_duration is None else slow_rate,
         )
         return cls(window, decider, slow_call_duration, open_duration, half_open_max_calls)
-
-
-def check_positive_int(value: object, field: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{field} must be a positive integer, got {value!r}")
-    return value
-
-
-def check_rate(value: object, field: str) -> float:
-    """A fraction in ``(0, 1]``."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"{field} must be a number in (0, 1], got {value!r}")
-    if not 0.0 < value <= 1.0:
-        raise ValueError(f"{field} must be in (0, 1], got {value!r}")
-    return float(value)
-
-
-def check_duration(value: object, field: str) -> float:
-    """A positive, finite number of seconds."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"{field} must be a positive number of seconds, got {value!r}")
-    if not (value > 0 and math.isfinite(value)):
-        raise ValueError(f"{field} must be a positive, finite number of seconds, got {value!r}")
-    return float(value)
-
-
-def check_exceptions(value: object, field: str) -> tuple[type[BaseException], ...]:
-    """An exception class or a tuple of them, as a tuple."""
-    items: tuple[Any, ...] = value if isinstance(value, tuple) else (value,)
-    for item in items:
-        if not (isinstance(item, type) and issubclass(item, BaseException)):
-            raise ValueError(f"{field} must be exception classes, got {value!r}")
-    return items
-
-
-def check_predicate(value: object, field: str) -> Callable[[Any], bool] | None:
-    if value is not None and not callable(value):
-        raise ValueError(f"{field} must be callable or None, got {value!r}")
-    return value

@@ -12,8 +12,8 @@ import threading
 from collections.abc import Callable
 
 from resilience.breaker.config import BreakerConfig
-from resilience.breaker.state import BreakerSnapshot, CircuitState, Permit, Transition
-from resilience.breaker.states import ClosedState, State, new_state
+from resilience.breaker.machine import ClosedState, State, new_state
+from resilience.breaker.values import BreakerSnapshot, CircuitState, Permit, Transition
 
 __all__ = ["MemoryBreakerStore", "MemoryBreakerTable"]
 
@@ -29,6 +29,7 @@ class MemoryBreakerTable:
     __slots__ = ("_lock", "_lock_free", "_now", "_slow_limit", "closed", "config", "current")
 
     local = True
+    aio = None  # nothing here blocks: async code calls the sync operations
 
     def __init__(self, config: BreakerConfig, now: Callable[[], float]) -> None:
         self.config = config
@@ -131,31 +132,6 @@ class MemoryBreakerTable:
     def snapshot(self, now: float) -> BreakerSnapshot:
         with self._lock:
             return self.current.snapshot(now)
-
-    # -- async twins: nothing here blocks, so they just call the sync ones ------------
-
-    async def astate(self, now: float) -> CircuitState:
-        return self.state(now)
-
-    async def aacquire(self, now: float) -> Permit:
-        return self.acquire(now)
-
-    async def arecord(
-        self, permit: Permit, failed: bool, duration: float, now: float
-    ) -> Transition | None:
-        return self.record(permit, failed, duration, now)
-
-    async def arelease(self, permit: Permit, now: float) -> None:
-        self.release(permit, now)
-
-    async def aforce(self, state: CircuitState, now: float) -> Transition | None:
-        return self.force(state, now)
-
-    async def areset(self, now: float) -> Transition | None:
-        return self.reset(now)
-
-    async def asnapshot(self, now: float) -> BreakerSnapshot:
-        return self.snapshot(now)
 
     def __repr__(self) -> str:
         return f"MemoryBreakerTable(state={self.current.kind.value!r}, held={self.current.held})"

@@ -104,8 +104,10 @@ class TimeMetrics:
         self._calls = [0] * n
         self._failures = [0] * n
         self._slow = [0] * n
-        self._head = bucket_index(start, self.width)
-        self._slot = self._head % n
+        # No bucket until the first record (as in Redis, where the window is written
+        # then): a clock that stepped back since the state began records where it is.
+        self._head = _NO_BUCKET
+        self._slot = 0
         self.tick: Callable[[], int] = itertools.count(1).__next__
         self.calls = self.failures = self.slow = 0
         self.moved = False
@@ -147,10 +149,28 @@ class TimeMetrics:
         return self.calls, self.failures, self.slow
 
     def totals(self, latest: int, now: float) -> tuple[int, int, int]:
+        """The totals as of ``now``, without moving the window (only records move it).
+
+        So a reading at a later time cannot push the next record of a clock that
+        stepped back into a newer bucket than the record's own (Redis reads the same way).
+        """
         k = math.floor(now / self.width)
-        if k > self._head:
-            self._roll(k)
-        return self.calls, self.failures, self.slow
+        head = self._head
+        if k <= head:
+            return self.calls, self.failures, self.slow
+        n = self.buckets
+        if k - head >= n:
+            return 0, 0, 0
+        calls, failures, slow = self.calls, self.failures, self.slow
+        for j in range(head + 1, k + 1):
+            i = j % n
+            calls -= self._calls[i]
+            failures -= self._failures[i]
+            slow -= self._slow[i]
+        return calls, failures, slow
+
+
+_NO_BUCKET = -(1 << 62)  # before any bucket index a clock can produce
 
 
 def bucket_index(t: float, width: float) -> int:
@@ -159,7 +179,7 @@ def bucket_index(t: float, width: float) -> int:
 
 
 def new_metrics(window: Window, start: float) -> WindowMetrics:
-    """Fresh, empty totals for ``window``, starting at ``start``."""
+    """Fresh, empty totals for ``window`` (a time window's first bucket is its first record's)."""
     if isinstance(window, CountWindow):
         return CountMetrics(window.size)
     return TimeMetrics(window, start)

@@ -18,13 +18,14 @@ no lock held.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
-from typing import Protocol, runtime_checkable
+from typing import Protocol, cast, runtime_checkable
 
 from resilience.breaker.config import BreakerConfig
-from resilience.breaker.state import BreakerSnapshot, CircuitState, Permit, Transition
+from resilience.breaker.values import BreakerSnapshot, CircuitState, Permit, Transition
 
-__all__ = ["BreakerStore", "BreakerTable", "ClosedRecorder"]
+__all__ = ["AsyncBreakerOps", "BreakerStore", "BreakerTable", "ClosedRecorder", "async_ops"]
 
 
 class ClosedRecorder(Protocol):
@@ -38,14 +39,48 @@ class ClosedRecorder(Protocol):
         ...
 
 
+class AsyncBreakerOps(Protocol):
+    """The async form of a remote table's operations, one per sync one, same names.
+
+    A breaker's step generators yield ``Io(table.acquire, table.aio.acquire, now)``:
+    the sync driver calls the first, the async driver awaits the second.
+    """
+
+    async def state(self, now: float) -> CircuitState: ...
+
+    async def acquire(self, now: float) -> Permit: ...
+
+    async def record(
+        self, permit: Permit, failed: bool, duration: float, now: float
+    ) -> Transition | None: ...
+
+    async def release(self, permit: Permit, now: float) -> None: ...
+
+    async def force(self, state: CircuitState, now: float) -> Transition | None: ...
+
+    async def reset(self, now: float) -> Transition | None: ...
+
+    async def snapshot(self, now: float) -> BreakerSnapshot: ...
+
+
 @runtime_checkable
 class BreakerTable(Protocol):
     """One circuit's state.  ``now`` arguments come from the breaker's clock;
-    a remote table may use its server's clock instead."""
+    a remote table may use its server's clock instead.
+
+    Seven sync operations, plus ``aio``: their async forms for a table whose
+    sync operations block (a network store), or ``None`` for a local table,
+    whose sync operations async code may call directly.
+    """
 
     @property
     def local(self) -> bool:
         """True when the sync methods never block (in-process), so async callers may use them."""
+        ...
+
+    @property
+    def aio(self) -> AsyncBreakerOps | None:
+        """The async operations, or ``None`` when the sync ones never block."""
         ...
 
     @property
@@ -87,21 +122,40 @@ class BreakerTable(Protocol):
 
     def snapshot(self, now: float) -> BreakerSnapshot: ...
 
-    async def astate(self, now: float) -> CircuitState: ...
 
-    async def aacquire(self, now: float) -> Permit: ...
+class LegacyAsyncOps:
+    """``aio`` for a table written to the old protocol (``aacquire``, ``arecord``, ...).
 
-    async def arecord(
-        self, permit: Permit, failed: bool, duration: float, now: float
-    ) -> Transition | None: ...
+    Deprecated: give the table an ``aio`` attribute instead.  Only binds the
+    old methods under the new names; nothing is forwarded by hand.
+    """
 
-    async def arelease(self, permit: Permit, now: float) -> None: ...
+    __slots__ = ("acquire", "force", "record", "release", "reset", "snapshot", "state")
 
-    async def aforce(self, state: CircuitState, now: float) -> Transition | None: ...
+    def __init__(self, table: object) -> None:
+        for name in self.__slots__:
+            setattr(self, name, getattr(table, "a" + name))
 
-    async def areset(self, now: float) -> Transition | None: ...
 
-    async def asnapshot(self, now: float) -> BreakerSnapshot: ...
+def async_ops(table: BreakerTable) -> AsyncBreakerOps | None:
+    """The table's async operations: ``aio``, or the old ``a*`` methods (with a warning)."""
+    aio = getattr(table, "aio", _MISSING)
+    if aio is not _MISSING:
+        return cast("AsyncBreakerOps | None", aio)
+    if table.local:
+        return None
+    if callable(getattr(table, "aacquire", None)):
+        warnings.warn(
+            f"{type(table).__name__}: breaker tables now expose their async operations as "
+            "`aio` (see resilience.breaker.AsyncBreakerOps); aacquire/arecord/... are deprecated",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        return cast(AsyncBreakerOps, LegacyAsyncOps(table))
+    return None
+
+
+_MISSING = object()
 
 
 @runtime_checkable

@@ -6,18 +6,13 @@ Plain validated configuration; the running totals live in
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
+
+from resilience._validate import positive_seconds, whole_number
 
 __all__ = ["CountWindow", "TimeWindow", "Window"]
 
 MAX_BUCKETS = 10_000
-
-
-def _positive_int(value: object, field: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{field} must be a positive integer, got {value!r}")
-    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,7 +22,7 @@ class CountWindow:
     size: int = 100
 
     def __post_init__(self) -> None:
-        _positive_int(self.size, "size")
+        whole_number(self.size, "size")
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,15 +40,11 @@ class TimeWindow:
     buckets: int = 10
 
     def __post_init__(self) -> None:
-        seconds = self.seconds
-        if isinstance(seconds, bool) or not isinstance(seconds, int | float):
-            raise ValueError(f"seconds must be a positive number, got {seconds!r}")
-        if not (seconds > 0 and math.isfinite(seconds)):
-            raise ValueError(f"seconds must be a positive, finite number, got {seconds!r}")
-        _positive_int(self.buckets, "buckets")
+        seconds = positive_seconds(self.seconds, "seconds")
+        whole_number(self.buckets, "buckets")
         if self.buckets > MAX_BUCKETS:
             raise ValueError(f"buckets must be at most {MAX_BUCKETS}, got {self.buckets!r}")
-        object.__setattr__(self, "seconds", float(seconds))
+        object.__setattr__(self, "seconds", seconds)
 
     @property
     def width(self) -> float:

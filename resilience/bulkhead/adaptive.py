@@ -11,12 +11,15 @@ refusal and permit accounting are the plain :class:`Bulkhead`'s.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Literal, ParamSpec, TypeVar
+from typing import Any, Literal, ParamSpec, TypeVar
 
-from resilience.bulkhead.bulkhead import Bulkhead, check_whole
+from resilience._validate import whole_number
+from resilience.bulkhead.bulkhead import Bulkhead
 from resilience.bulkhead.limits import AIMD, Gradient, LimitAlgorithm
-from resilience.clock import Clock, now_function, resolve_clock
+from resilience.clock import Clock
+from resilience.errors import BulkheadFull
 from resilience.events import EventBus
+from resilience.policy import CALL, Steps, drive_async, drive_sync
 
 __all__ = ["AdaptiveBulkhead"]
 
@@ -34,7 +37,7 @@ class AdaptiveBulkhead(Bulkhead):
     capacity and are not sampled, but always give their slot back.
     """
 
-    __slots__ = ("_estimate", "_now", "algorithm", "max_limit", "min_limit")
+    __slots__ = ("_estimate", "algorithm", "max_limit", "min_limit")
 
     def __init__(
         self,
@@ -50,13 +53,13 @@ class AdaptiveBulkhead(Bulkhead):
         clock: Clock | None = None,
         events: EventBus | None = None,
     ) -> None:
-        self.min_limit = check_whole(min_limit, "min_limit", 1)
-        self.max_limit = check_whole(max_limit, "max_limit", 1)
+        self.min_limit = whole_number(min_limit, "min_limit", 1)
+        self.max_limit = whole_number(max_limit, "max_limit", 1)
         if self.max_limit < self.min_limit:
             raise ValueError(f"max_limit ({max_limit!r}) must be >= min_limit ({min_limit!r})")
         if initial_limit is None:
             initial_limit = min(self.max_limit, max(self.min_limit, 20))
-        initial = check_whole(initial_limit, "initial_limit", 1)
+        initial = whole_number(initial_limit, "initial_limit", 1)
         if not self.min_limit <= initial <= self.max_limit:
             raise ValueError(
                 f"initial_limit must be within [min_limit, max_limit], got {initial_limit!r}"
@@ -67,10 +70,10 @@ class AdaptiveBulkhead(Bulkhead):
             max_concurrent=initial,
             max_queue=max_queue,
             queue_timeout=queue_timeout,
+            clock=clock,
             events=events,
         )
         self._estimate = float(initial)
-        self._now = now_function(resolve_clock(clock))
 
     @property
     def limit(self) -> int:
@@ -78,26 +81,23 @@ class AdaptiveBulkhead(Bulkhead):
         return self._limit
 
     def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
-        self._enter()
-        inflight = self._active
-        start = self._now()
-        try:
-            result = fn(*args, **kwargs)
-        except TimeoutError:
-            self._finish(start, inflight, dropped=True)
-            raise
-        except BaseException:
-            self._release()
-            raise
-        self._finish(start, inflight, dropped=False)
+        result: R = drive_sync(self._steps(), self.clock, fn, args, kwargs)
         return result
 
     async def acall(self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs) -> R:
-        await self._aenter()
+        return await drive_async(self._steps(), self.clock, fn, args, kwargs)
+
+    def _steps(self) -> Steps[Any]:  # the result is the call's
+        """Take a slot (queueing if need be), CALL, and feed the latency to the algorithm."""
+        refused = self._take()
+        if refused is not None:
+            if isinstance(refused, BulkheadFull):
+                raise refused
+            yield from self._queue()
         inflight = self._active
         start = self._now()
         try:
-            result = await fn(*args, **kwargs)
+            result = yield CALL
         except TimeoutError:
             self._finish(start, inflight, dropped=True)
             raise

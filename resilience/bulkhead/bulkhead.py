@@ -24,12 +24,21 @@ import math
 import threading
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import ParamSpec, TypeVar
+from typing import Any, Final, ParamSpec, TypeVar
 
+from resilience._validate import non_empty_str, optional_seconds, whole_number
+from resilience.clock import (
+    Clock,
+    SystemClock,
+    now_function,
+    resolve_clock,
+    sleep_async,
+    sleep_sync,
+)
 from resilience.errors import BulkheadFull
 from resilience.events import BulkheadRejected, EventBus, default_bus
 from resilience.metrics import Tally
-from resilience.policy import Policy
+from resilience.policy import Io, Policy, Steps, drive_async, drive_sync
 
 __all__ = ["Bulkhead"]
 
@@ -38,21 +47,22 @@ R = TypeVar("R")
 
 
 class _Waiter:
-    """A queued caller: a thread blocked on a lock, or a task awaiting a future."""
+    """A queued caller.  Queued unbound; the driver's wait binds a lock (a thread) or a future.
 
-    __slots__ = ("future", "granted", "lock", "loop", "thread")
+    A slot handed over before the wait binds is seen by the wait at once
+    (``granted`` is read under the bulkhead's lock), so the queueing step is
+    the same for threads and tasks and only the wait itself differs.
+    """
 
-    def __init__(
-        self,
-        lock: threading.Lock | None,
-        future: asyncio.Future[None] | None = None,
-        loop: asyncio.AbstractEventLoop | None = None,
-    ) -> None:
+    __slots__ = ("deadline", "future", "granted", "lock", "loop", "thread")
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline  # on the bulkhead's clock, from when it queued
         self.granted = False
-        self.lock = lock
-        self.future = future
-        self.loop = loop
-        self.thread = threading.get_ident()
+        self.lock: threading.Lock | None = None
+        self.future: asyncio.Future[None] | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.thread = 0
 
     def wake(self) -> bool:
         """Tell the waiter it holds a slot; ``False`` if it can no longer be told."""
@@ -60,7 +70,8 @@ class _Waiter:
             self.lock.release()
             return True
         future = self.future
-        assert future is not None
+        if future is None:  # not waiting yet: it will see ``granted`` when it binds
+            return True
         assert self.loop is not None
         if threading.get_ident() == self.thread:
             if not future.done():
@@ -73,31 +84,23 @@ class _Waiter:
         return True
 
 
+class _Queue:
+    __slots__ = ()
+
+
+QUEUE: Final = _Queue()
+"""``Bulkhead._take``'s answer when every slot is taken and the caller may queue."""
+
+
 def _resolve(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
 
 
-def check_name(name: object) -> str:
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"name must be a non-empty string, got {name!r}")
-    return name
-
-
-def check_whole(value: object, field: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{field} must be a whole number >= {minimum}, got {value!r}")
-    return value
-
-
 def check_timeout(value: object, field: str) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
-        raise ValueError(f"{field} must be a number of seconds or None, got {value!r}")
-    if value < 0:
-        raise ValueError(f"{field} must not be negative, got {value!r}")
-    return None if value == math.inf else float(value)
+    """``None`` or seconds ``>= 0``; infinity means no timeout, kept as ``None``."""
+    seconds = optional_seconds(value, field)
+    return None if seconds == math.inf else seconds
 
 
 class Bulkhead(Policy):
@@ -105,7 +108,9 @@ class Bulkhead(Policy):
 
     ``max_queue=0`` (the default) means no waiting: a call that finds every
     slot taken is refused at once.  ``queue_timeout=None`` lets queued calls
-    wait until a slot frees.  Use ``.call`` / ``await .acall`` or ``@bulkhead``.
+    wait until a slot frees; the timeout runs on ``clock`` (the system clock
+    by default; a :class:`~resilience.testing.FakeClock` drives it in tests).
+    Use ``.call`` / ``await .acall`` or ``@bulkhead``.
     """
 
     __slots__ = (
@@ -114,7 +119,10 @@ class Bulkhead(Policy):
         "_events",
         "_limit",
         "_lock",
+        "_now",
+        "_system",
         "_waiters",
+        "clock",
         "max_queue",
         "name",
         "queue_timeout",
@@ -128,12 +136,18 @@ class Bulkhead(Policy):
         max_concurrent: int = 10,
         max_queue: int = 0,
         queue_timeout: float | None = None,
+        clock: Clock | None = None,
         events: EventBus | None = None,
     ) -> None:
-        self.name = check_name(name)
-        self._limit = check_whole(max_concurrent, "max_concurrent", 1)
-        self.max_queue = check_whole(max_queue, "max_queue", 0)
+        self.name = non_empty_str(name, "name")
+        self._limit = whole_number(max_concurrent, "max_concurrent", 1)
+        self.max_queue = whole_number(max_queue, "max_queue", 0)
         self.queue_timeout = check_timeout(queue_timeout, "queue_timeout")
+        self.clock = resolve_clock(clock)
+        self._system = isinstance(self.clock, SystemClock)
+        self._now = now_function(self.clock)
+        if events is not None and not isinstance(events, EventBus):
+            raise ValueError(f"events must be an EventBus, got {events!r}")
         self._events = default_bus if events is None else events
         self._lock = threading.Lock()
         self._active = 0
@@ -157,24 +171,17 @@ class Bulkhead(Policy):
         return len(self._waiters)
 
     # -- running a call ---------------------------------------------------------
+    # The hot path: take a free slot, run, give it back.  call and acall differ
+    # only in ``await fn``; queueing is one step generator (``_queue``) that
+    # both drivers run, with the wait itself as an Io step.
 
     def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run ``fn`` in a slot (waiting in the queue if allowed); else raise ``BulkheadFull``."""
-        lock = self._lock
-        lock.acquire()
-        if self._active < self._limit and not self._waiters:
-            self._active += 1
-            self.tally.allowed += 1
-            lock.release()
-        elif not self.max_queue:
-            self.tally.rejected += 1
-            lock.release()
-            if self._events.wants(BulkheadRejected):
-                self._events.emit(BulkheadRejected(self.name, "full"))
-            raise BulkheadFull(self.name)
-        else:
-            lock.release()
-            self._enter_slow()
+        refused = self._take()
+        if refused is not None:  # raised here, not in _take: one traceback frame less
+            if isinstance(refused, BulkheadFull):
+                raise refused
+            drive_sync(self._queue(), self.clock)
         try:
             return fn(*args, **kwargs)
         finally:
@@ -182,21 +189,11 @@ class Bulkhead(Policy):
 
     async def acall(self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """Await ``fn`` in a slot; a cancelled or timed-out waiter takes no slot."""
-        lock = self._lock
-        lock.acquire()
-        if self._active < self._limit and not self._waiters:
-            self._active += 1
-            self.tally.allowed += 1
-            lock.release()
-        elif not self.max_queue:
-            self.tally.rejected += 1
-            lock.release()
-            if self._events.wants(BulkheadRejected):
-                self._events.emit(BulkheadRejected(self.name, "full"))
-            raise BulkheadFull(self.name)
-        else:
-            lock.release()
-            await self._aenter_slow()
+        refused = self._take()
+        if refused is not None:  # raised here, not in _take: one traceback frame less
+            if isinstance(refused, BulkheadFull):
+                raise refused
+            await drive_async(self._queue(), self.clock)
         try:
             return await fn(*args, **kwargs)
         finally:
@@ -204,23 +201,39 @@ class Bulkhead(Policy):
 
     # -- slots ------------------------------------------------------------------
 
-    def _enter(self) -> None:
-        """Take a slot for a thread: the fast check, else the queue (for subclasses)."""
-        with self._lock:
-            if self._active < self._limit and not self._waiters:
-                self._active += 1
-                self.tally.allowed += 1
-                return
-        self._enter_slow()
+    def _take(self) -> BulkheadFull | _Queue | None:
+        """Take a free slot (``None``); else ``QUEUE``, or the refusal when nobody may queue."""
+        lock = self._lock
+        lock.acquire()  # acquire/release: cheaper than ``with`` on this path
+        if self._active < self._limit and not self._waiters:
+            self._active += 1
+            self.tally.allowed += 1
+            lock.release()
+            return None
+        if self.max_queue:
+            lock.release()
+            return QUEUE
+        self.tally.rejected += 1
+        lock.release()
+        return self._rejected("full")
 
-    async def _aenter(self) -> None:
-        """Take a slot for a task: the fast check, else the queue (for subclasses)."""
-        with self._lock:
-            if self._active < self._limit and not self._waiters:
-                self._active += 1
-                self.tally.allowed += 1
-                return
-        await self._aenter_slow()
+    def _queue(self) -> Steps[None]:
+        """Queue for a slot and wait for it (the wait is the driver's); one path for both."""
+        waiter = self._admit_or_queue()
+        if waiter is None:
+            return
+        try:
+            yield Io(self._wait_thread, self._wait_task, waiter)
+        except TimeoutError:
+            if self._abandon(waiter):
+                return  # a slot arrived as the timer fired: use it
+            with self._lock:
+                self.tally.rejected += 1
+            raise self._rejected("timeout") from None
+        except BaseException:  # cancelled or interrupted: give back a slot handed over meanwhile
+            if self._abandon(waiter):
+                self._release()
+            raise
 
     def _release(self) -> None:
         with self._lock:
@@ -241,73 +254,93 @@ class Bulkhead(Policy):
                 waiter.granted = False
                 self._active -= 1
 
-    def _admit_or_queue(self, waiter_factory: Callable[[], _Waiter]) -> _Waiter | None:
+    def _admit_or_queue(self) -> _Waiter | None:
         """Under the lock: take a free slot (``None``), queue a waiter, or refuse."""
         with self._lock:
             if self._active < self._limit and not self._waiters:
                 self._active += 1
                 self.tally.allowed += 1
                 return None
-            if len(self._waiters) >= self.max_queue:
-                reason = "full"
-                self.tally.rejected += 1
-            else:
-                waiter = waiter_factory()
+            if len(self._waiters) < self.max_queue:
+                timeout = self.queue_timeout
+                waiter = _Waiter(math.inf if timeout is None else self._now() + timeout)
                 self._waiters.append(waiter)
                 return waiter
-        raise self._rejected(reason)
+            self.tally.rejected += 1
+        raise self._rejected("full")
 
     def _abandon(self, waiter: _Waiter) -> bool:
         """A waiter gives up; ``True`` if it had been handed a slot (it now owns it)."""
         with self._lock:
             if waiter.granted:
                 return True
-            with contextlib.suppress(ValueError):  # dropped by _drain (its loop closed)
+            with contextlib.suppress(ValueError):  # dropped by _drain or by its timer
                 self._waiters.remove(waiter)
             return False
 
-    def _enter_slow(self) -> None:
-        waiter = self._admit_or_queue(_thread_waiter)
-        if waiter is None:
-            return
-        assert waiter.lock is not None
-        timeout = self.queue_timeout
-        try:
-            limit = -1 if timeout is None else min(timeout, threading.TIMEOUT_MAX)
-            woke = waiter.lock.acquire(timeout=limit)
-        except BaseException:  # KeyboardInterrupt while blocked
-            if self._abandon(waiter):
-                self._release()
-            raise
-        if woke or self._abandon(waiter):
-            return
+    def _bind(self, waiter: _Waiter, **how: Any) -> bool:
+        """Attach the wait's lock or future; ``False`` if a slot was handed over already."""
         with self._lock:
-            self.tally.rejected += 1
-        raise self._rejected("timeout")
+            if waiter.granted:
+                return False
+            for field, value in how.items():
+                setattr(waiter, field, value)
+            waiter.thread = threading.get_ident()
+            return True
 
-    async def _aenter_slow(self) -> None:
-        loop = asyncio.get_running_loop()
-        waiter = self._admit_or_queue(lambda: _Waiter(None, loop.create_future(), loop))
-        if waiter is None:
+    # -- the two waits (the only driver-specific code) ----------------------------------
+
+    def _wait_thread(self, waiter: _Waiter) -> None:
+        """Block this thread until handed a slot; ``TimeoutError`` after ``queue_timeout``."""
+        lock = threading.Lock()
+        lock.acquire()
+        if not self._bind(waiter, lock=lock):
             return
-        assert waiter.future is not None
         timeout = self.queue_timeout
-        try:
-            if timeout is None:
-                await waiter.future
-            else:
-                async with asyncio.timeout(timeout):
-                    await waiter.future
-        except TimeoutError:
-            if self._abandon(waiter):
-                return  # a slot arrived as the timer fired: use it
-            with self._lock:
-                self.tally.rejected += 1
-            raise self._rejected("timeout") from None
-        except BaseException:  # cancelled: give back a slot handed to us meanwhile
-            if self._abandon(waiter):
-                self._release()
-            raise
+        if timeout is None:
+            lock.acquire()
+        elif self._system:
+            if not lock.acquire(timeout=min(timeout, threading.TIMEOUT_MAX)):
+                raise TimeoutError
+        else:  # another clock: a timer thread sleeps on it, then frees this waiter
+            timer = threading.Thread(target=self._expire_thread, args=(waiter,), daemon=True)
+            timer.start()
+            lock.acquire()
+            if not waiter.granted:
+                raise TimeoutError
+
+    def _expire_thread(self, waiter: _Waiter) -> None:
+        sleep_sync(self.clock, max(0.0, waiter.deadline - self._now()))
+        with self._lock:
+            if waiter.granted or waiter not in self._waiters:
+                return
+            self._waiters.remove(waiter)  # so no slot is ever handed to it
+        assert waiter.lock is not None
+        waiter.lock.release()
+
+    async def _wait_task(self, waiter: _Waiter) -> None:
+        """Await a slot; ``TimeoutError`` after ``queue_timeout`` on the bulkhead's clock."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        if not self._bind(waiter, future=future, loop=loop):
+            return
+        timeout = self.queue_timeout
+        if timeout is None:
+            await future
+        elif self._system:
+            async with asyncio.timeout(timeout):
+                await future
+        else:  # another clock: a timer task sleeps on it
+            timer = loop.create_task(self._expire_task(future, waiter.deadline))
+            try:
+                await future
+            finally:
+                timer.cancel()
+
+    async def _expire_task(self, future: asyncio.Future[None], deadline: float) -> None:
+        await sleep_async(self.clock, max(0.0, deadline - self._now()))
+        if not future.done():
+            future.set_exception(TimeoutError())
 
     def _rejected(self, reason: str) -> BulkheadFull:
         if self._events.wants(BulkheadRejected):
@@ -319,9 +352,3 @@ class Bulkhead(Policy):
             f"{type(self).__name__}({self.name!r}, max_concurrent={self._limit}, "
             f"max_queue={self.max_queue}, queue_timeout={self.queue_timeout!r})"
         )
-
-
-def _thread_waiter() -> _Waiter:
-    lock = threading.Lock()
-    lock.acquire()
-    return _Waiter(lock)

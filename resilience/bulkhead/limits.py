@@ -17,6 +17,8 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 
+from resilience._validate import positive_number, positive_seconds, whole_number
+
 __all__ = ["AIMD", "Gradient", "LimitAlgorithm"]
 
 
@@ -55,20 +57,9 @@ class AIMD(LimitAlgorithm):
     def __init__(
         self, latency_threshold: float, *, decrease: float = 0.9, increase: float = 1.0
     ) -> None:
-        if (
-            isinstance(latency_threshold, bool)
-            or not isinstance(latency_threshold, int | float)
-            or not math.isfinite(latency_threshold)
-            or latency_threshold <= 0
-        ):
-            raise ValueError(
-                f"latency_threshold must be a positive number of seconds, got {latency_threshold!r}"
-            )
-        self.latency_threshold = float(latency_threshold)
+        self.latency_threshold = positive_seconds(latency_threshold, "latency_threshold")
         self.decrease = _fraction(decrease, "decrease", low=0.0, high=1.0)
-        if isinstance(increase, bool) or not isinstance(increase, int | float) or increase <= 0:
-            raise ValueError(f"increase must be a positive number, got {increase!r}")
-        self.increase = float(increase)
+        self.increase = positive_number(increase, "increase")
 
     def update(self, limit: float, rtt: float, inflight: int, dropped: bool) -> float:
         if dropped or rtt > self.latency_threshold:
@@ -110,8 +101,7 @@ class Gradient(LimitAlgorithm):
             raise ValueError(f"tolerance must be a finite number >= 1, got {tolerance!r}")
         self.tolerance = float(tolerance)
         self.smoothing = _fraction(smoothing, "smoothing", low=0.0, high=1.0)
-        if isinstance(long_window, bool) or not isinstance(long_window, int) or long_window < 1:
-            raise ValueError(f"long_window must be a whole number >= 1, got {long_window!r}")
+        whole_number(long_window, "long_window")
         self.long_window = long_window
         self._alpha = 2.0 / (long_window + 1)
         self._baseline = 0.0

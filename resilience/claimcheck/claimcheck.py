@@ -18,13 +18,13 @@ from __future__ import annotations
 import hmac
 import io
 import json
-import math
 import secrets
 import time
 from collections.abc import AsyncGenerator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from resilience import _validate
 from resilience.claimcheck.envelope import Envelope
 from resilience.claimcheck.errors import (
     PayloadCorrupt,
@@ -221,20 +221,16 @@ class ClaimCheck:
                 raise ValueError(f"store must be a blob store (no {method}()), got {store!r}")
         if type(threshold) is not int or threshold < 0:
             raise ValueError(f"threshold must be a non-negative int, got {threshold!r}")
-        if ttl is not None and not (
-            isinstance(ttl, int | float) and math.isfinite(ttl) and ttl > 0
-        ):
-            raise ValueError(f"ttl must be None or a positive number of seconds, got {ttl!r}")
+        self.ttl = None if ttl is None else _validate.positive_seconds(ttl, "ttl")
         if type(chunk_size) is not int or chunk_size <= 0:
             raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
         self.store = store
         self._keys = Keyring(secret)
         self.threshold = threshold
-        self.ttl = None if ttl is None else float(ttl)
         self.clock = SYSTEM_CLOCK if clock is None else clock
         self._wall = _wall_function(clock)
         self.chunk_size = chunk_size
-        self.name = name
+        self.name = _validate.non_empty_str(name, "name")
         self._events = default_bus if events is None else events
 
     # -- check in -----------------------------------------------------------------------------
@@ -411,8 +407,7 @@ class ClaimCheck:
 
     def grant(self, env_or_raw: Envelope | bytes | str, ttl: float = 300.0) -> str:
         """A signed, expiring, read-only token for one payload (never past the ticket's expiry)."""
-        if not (isinstance(ttl, int | float) and math.isfinite(ttl) and ttl > 0):
-            raise ValueError(f"ttl must be a positive number of seconds, got {ttl!r}")
+        _validate.positive_seconds(ttl, "ttl")
         ticket = self.ticket(env_or_raw)
         if ticket is None:
             raise ValueError("an inline envelope carries its payload; there is nothing to grant")

@@ -34,7 +34,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from resilience.claimcheck.errors import PayloadMissing
-from resilience.claimcheck.store import DIGEST_ID, BlobWriter, live
+from resilience.claimcheck.store import DIGEST_ID, BlobWriter, check_commit, live
 
 __all__ = ["FileBlobStore"]
 
@@ -219,14 +219,8 @@ class FileBlobStore:
         expires_at: float | None,
         now: float,
     ) -> str:
-        if not isinstance(writer, _FileWriter) or writer._store is not self:
-            raise TypeError("commit() needs a writer from this store's begin()")
-        if writer.done:
-            raise ValueError("commit() after commit or abort")
-        if not DIGEST_ID.fullmatch(digest):
-            raise ValueError(f"digest must be lowercase hex SHA-256, got {digest!r}")
-        if writer.size != size:
-            raise ValueError(f"size {size} does not match the {writer.size} bytes written")
+        check_commit(writer, _FileWriter, self, digest, size)
+        assert isinstance(writer, _FileWriter)
         try:
             if self.fsync:
                 os.fsync(writer._fd)

@@ -6,7 +6,7 @@ import threading
 from dataclasses import dataclass, field
 
 from resilience.claimcheck.errors import PayloadMissing
-from resilience.claimcheck.store import BlobWriter, live
+from resilience.claimcheck.store import BlobWriter, check_commit, live
 from resilience.errors import StoreFull
 
 __all__ = ["MemoryBlobStore"]
@@ -108,12 +108,8 @@ class MemoryBlobStore:
         expires_at: float | None,
         now: float,
     ) -> str:
-        if not isinstance(writer, _MemoryWriter) or writer._store is not self:
-            raise TypeError("commit() needs a writer from this store's begin()")
-        if writer.done:
-            raise ValueError("commit() after commit or abort")
-        if writer.size != size:
-            raise ValueError(f"size {size} does not match the {writer.size} bytes written")
+        check_commit(writer, _MemoryWriter, self, digest, size)
+        assert isinstance(writer, _MemoryWriter)
         with self._lock:
             writer.done = True
             blob = self._blobs.get(digest)

@@ -27,7 +27,15 @@ from typing import Any, Final, Protocol, runtime_checkable
 
 from resilience.policy import Io
 
-__all__ = ["DIGEST_ID", "BlobReader", "BlobStore", "BlobWriter", "io_step", "live"]
+__all__ = [
+    "DIGEST_ID",
+    "BlobReader",
+    "BlobStore",
+    "BlobWriter",
+    "check_commit",
+    "io_step",
+    "live",
+]
 
 DIGEST_ID: Final = re.compile(r"[0-9a-f]{64}")
 """A content address: lowercase hex SHA-256 (the only id the local stores accept)."""
@@ -42,6 +50,23 @@ class BlobWriter(Protocol):
     def abort(self) -> None:
         """Forget the upload (best effort, never raises; leftovers are swept)."""
         ...
+
+
+def check_commit(writer: BlobWriter, own: type, store: object, digest: str, size: int) -> None:
+    """What every store's ``commit`` checks before filing an upload.
+
+    The writer must be this store's own and still open, the digest a content
+    address, and the size the number of bytes actually written.
+    """
+    if not isinstance(writer, own) or getattr(writer, "_store", None) is not store:
+        raise TypeError("commit() needs a writer from this store's begin()")
+    if getattr(writer, "done", False):
+        raise ValueError("commit() after commit or abort")
+    if not DIGEST_ID.fullmatch(digest):
+        raise ValueError(f"digest must be lowercase hex SHA-256, got {digest!r}")
+    written = getattr(writer, "size", None)
+    if written != size:
+        raise ValueError(f"size {size} does not match the {written} bytes written")
 
 
 @runtime_checkable

@@ -23,6 +23,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Final, Literal
 
+from resilience import _validate
+
 __all__ = [
     "PRIMARY",
     "SECONDARY",
@@ -48,8 +50,7 @@ class Hysteresis:
     def __post_init__(self) -> None:
         for field in ("unhealthy_after", "healthy_after"):
             value = getattr(self, field)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{field} must be a whole number >= 1, got {value!r}")
+            _validate.whole_number(value, field)
 
 
 @dataclass(frozen=True, slots=True)

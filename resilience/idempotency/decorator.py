@@ -13,6 +13,7 @@ import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, ParamSpec, TypeVar
 
+from resilience import _validate
 from resilience.clock import Clock, resolve_clock
 from resilience.errors import (
     IdempotencyInProgress,
@@ -68,16 +69,6 @@ def default_store() -> IdempotencyStore:
     return _DEFAULT_STORE
 
 
-def _duration(value: float, field: str, *, zero: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"{field} must be a number of seconds, got {value!r}")
-    value = float(value)
-    if not (value >= 0.0 if zero else value > 0.0) or value == float("inf"):
-        which = "finite and >= 0" if zero else "finite and > 0"
-        raise ValueError(f"{field} must be {which}, got {value!r}")
-    return value
-
-
 def _skips_self(fn: Callable[..., Any]) -> bool:
     """True for a function defined with ``self`` / ``cls`` first (decorated in a class body)."""
     try:
@@ -124,10 +115,8 @@ class Idempotent(Policy):
     ) -> None:
         if store is not None and not isinstance(store, IdempotencyStore):
             raise ValueError(f"store must be an idempotency store, got {store!r}")
-        if key is not None and not callable(key):
-            raise ValueError(f"key must be a callable(*args, **kwargs) -> str | None, got {key!r}")
-        if fingerprint is not None and not callable(fingerprint):
-            raise ValueError(f"fingerprint must be callable, got {fingerprint!r}")
+        _validate.callable_or_none(key, "key", what="callable(*args, **kwargs) -> str | None")
+        _validate.callable_or_none(fingerprint, "fingerprint")
         if isinstance(store_errors, type):
             store_errors = (store_errors,)
         if not isinstance(store_errors, tuple) or not all(
@@ -144,9 +133,9 @@ class Idempotent(Policy):
             raise ValueError(f"events must be an EventBus, got {events!r}")
         self.store = store
         self.key = key
-        self.ttl = _duration(ttl, "ttl")
-        self.lease = _duration(lease, "lease")
-        self.wait = _duration(wait, "wait", zero=True)
+        self.ttl = _validate.positive_seconds(ttl, "ttl")
+        self.lease = _validate.positive_seconds(lease, "lease")
+        self.wait = _validate.non_negative_number(wait, "wait", unit="number of seconds")
         self.fingerprint = fingerprint
         self.store_errors = store_errors
         self.clock = resolve_clock(clock)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 
+from resilience import _validate
 from resilience.errors import StoreFull
 from resilience.idempotency import record as machine
 from resilience.idempotency.record import Claim, Record
@@ -39,9 +40,7 @@ class MemoryIdempotencyStore:
     local = True
 
     def __init__(self, max_keys: int = 100_000) -> None:
-        if isinstance(max_keys, bool) or not isinstance(max_keys, int) or max_keys < 1:
-            raise ValueError(f"max_keys must be a positive integer, got {max_keys!r}")
-        self.max_keys = max_keys
+        self.max_keys = _validate.whole_number(max_keys, "max_keys")
         self._lock = threading.Lock()
         # Completed records in completion order (oldest first), running ones apart:
         # eviction takes from the front of _done and never touches _running.  An

@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar
 
+from resilience import _validate
 from resilience.errors import RateLimited
 from resilience.policy import Policy, drive_async, drive_sync
 from resilience.ratelimit.algorithms.base import check_cost
-from resilience.ratelimit.limiter import RateLimiter, _check_timeout
+from resilience.ratelimit.limiter import RateLimiter
 
 __all__ = ["RateLimitPolicy", "rate_limit"]
 
@@ -47,7 +48,7 @@ class RateLimitPolicy(Policy):
         self._key = key
         self._cost = cost
         self.wait = bool(wait)
-        self.timeout = _check_timeout(timeout)
+        self.timeout = _validate.optional_seconds(timeout, "timeout")
 
     def _key_and_cost(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, float]:
         key = self._key
@@ -68,9 +69,9 @@ class RateLimitPolicy(Policy):
             if not decision[0]:
                 raise RateLimited(decision, limiter.name)
             if decision.delay:
-                limiter._shape_wait_sync(key, cost, decision.delay)
+                limiter.wait_delay(key, cost, decision.delay)
             return fn(*args, **kwargs)
-        steps = limiter._acquire_steps(key, cost, self.timeout, wait=True)
+        steps = limiter.acquire_steps(key, cost, self.timeout)
         drive_sync(steps, limiter.clock, limiter.try_acquire, (key, cost))
         return fn(*args, **kwargs)
 
@@ -82,9 +83,9 @@ class RateLimitPolicy(Policy):
             if not decision[0]:
                 raise RateLimited(decision, limiter.name)
             if decision.delay:
-                await limiter._shape_wait_async(key, cost, decision.delay)
+                await limiter.await_delay(key, cost, decision.delay)
             return await fn(*args, **kwargs)
-        steps = limiter._acquire_steps(key, cost, self.timeout, wait=True)
+        steps = limiter.acquire_steps(key, cost, self.timeout)
         await drive_async(steps, limiter.clock, limiter.atry_acquire, (key, cost))
         return await fn(*args, **kwargs)
 

@@ -14,6 +14,7 @@ import math
 from collections.abc import Awaitable, Callable
 from typing import Literal, ParamSpec, TypeVar
 
+from resilience import _validate
 from resilience.clock import Clock, now_function, resolve_clock
 from resilience.errors import RateLimited, StoreError, StoreFull
 from resilience.events import EventBus, RateLimitExceeded, StoreFailed, default_bus
@@ -21,8 +22,9 @@ from resilience.metrics import Tally
 from resilience.policy import CALL, Policy, Steps, drive_async, drive_sync
 from resilience.ratelimit.algorithms.base import Algorithm, check_cost, check_period
 from resilience.ratelimit.decision import Decision, StoreFullDecision
-from resilience.stores.base import RateLimitStore
-from resilience.stores.memory import MemoryStore, MemoryTable
+from resilience.ratelimit.hot_path import TryAcquire, bind_try_acquire
+from resilience.ratelimit.memory_store import MemoryStore
+from resilience.ratelimit.store import LocalTable, RateLimitStore
 
 __all__ = ["RateLimiter"]
 
@@ -64,14 +66,9 @@ class RateLimiter(Policy):
     ) -> None:
         if not isinstance(algorithm, Algorithm):
             raise ValueError(f"algorithm must be a rate-limiting Algorithm, got {algorithm!r}")
-        if on_store_error not in ("fail_open", "fail_closed"):
-            raise ValueError(
-                f"on_store_error must be 'fail_open' or 'fail_closed', got {on_store_error!r}"
-            )
-        if on_store_full not in ("reject", "admit"):
-            raise ValueError(f"on_store_full must be 'reject' or 'admit', got {on_store_full!r}")
-        if name is not None and (not isinstance(name, str) or not name):
-            raise ValueError(f"name must be a non-empty string, got {name!r}")
+        _validate.one_of(on_store_error, "on_store_error", ("fail_open", "fail_closed"))
+        _validate.one_of(on_store_full, "on_store_full", ("reject", "admit"))
+        _validate.optional_non_empty_str(name, "name")
         self.algorithm = algorithm
         self.clock = resolve_clock(clock)
         self._now = now_function(self.clock)
@@ -88,41 +85,29 @@ class RateLimiter(Policy):
         """Decisions taken so far (allowed / rejected), read by metrics exporters."""
         self._events = default_bus if events is None else events
         self._table = self.store.table(algorithm, self._now, self.name)
-        self._decide = self._table.decide
-        # A memory table answers synchronously: calling it directly from atry_acquire
+        # A local table answers synchronously: calling it directly from atry_acquire
         # saves creating and awaiting a coroutine per decision (~200 ns).
-        self._adecide = None if isinstance(self._table, MemoryTable) else self._table.adecide
+        self._adecide = None if isinstance(self._table, LocalTable) else self._table.adecide
         self.in_process: bool = self._adecide is None
         """Whether decisions are made in this process (a memory store): ``try_acquire``
         then never waits on I/O, and async callers may call it directly."""
-        if isinstance(self._table, MemoryTable):
-            # Shadow the method with the fused closure: same behaviour, one call level.
-            vars(self)["try_acquire"] = self._table.bind_try_acquire(
-                self._now,
-                check_cost,
-                self._events,
-                self._emit_rejected,
-                self._store_failed,
-                self.tally,
-            )
+        self.try_acquire = bind_try_acquire(
+            self._table,
+            self._now,
+            self._events,
+            self._emit_rejected,
+            self._store_failed,
+            self.tally,
+        )
 
     # -- non-blocking decisions -------------------------------------------------
 
-    def try_acquire(self, key: str = "global", cost: float = 1) -> Decision:
-        """Decide now; never blocks.  Consumes ``cost`` only when allowed."""
-        if cost.__class__ is not int or cost < 1:
-            check_cost(cost)
-        try:
-            decision = self._decide(key, cost, self._now())
-        except StoreError as exc:
-            return self._store_failed(exc, key, cost)
-        if decision[0]:
-            self.tally.allowed += 1
-            return decision
-        self.tally.rejected += 1
-        if self._events.wants(RateLimitExceeded):
-            self._emit_rejected(key, cost, decision)
-        return decision
+    try_acquire: TryAcquire
+    """``try_acquire(key="global", cost=1) -> Decision``: decide now; never blocks.
+
+    Consumes ``cost`` only when allowed.  One closure per limiter, built by
+    :func:`~resilience.ratelimit.hot_path.bind_try_acquire`.
+    """
 
     async def atry_acquire(self, key: str = "global", cost: float = 1) -> Decision:
         """``try_acquire`` for async code; never blocks the event loop."""
@@ -153,15 +138,32 @@ class RateLimiter(Policy):
         self, key: str = "global", cost: float = 1, timeout: float | None = None
     ) -> Decision:
         """Wait until admitted; raise :class:`RateLimited` if that would exceed ``timeout``."""
-        steps = self._acquire_steps(key, cost, _check_timeout(timeout), wait=True)
+        steps = self._acquire_steps(
+            key, cost, _validate.optional_seconds(timeout, "timeout"), wait=True
+        )
         return drive_sync(steps, self.clock, self.try_acquire, (key, cost))
 
     async def aacquire(
         self, key: str = "global", cost: float = 1, timeout: float | None = None
     ) -> Decision:
         """Async ``acquire``: a cancelled waiter consumes no quota."""
-        steps = self._acquire_steps(key, cost, _check_timeout(timeout), wait=True)
+        steps = self._acquire_steps(
+            key, cost, _validate.optional_seconds(timeout, "timeout"), wait=True
+        )
         return await drive_async(steps, self.clock, self.atry_acquire, (key, cost))
+
+    def acquire_steps(
+        self, key: str = "global", cost: float = 1, timeout: float | None = None
+    ) -> Steps[Decision]:
+        """:meth:`acquire` as steps, for a policy that drives it with its own call.
+
+        Yields :data:`~resilience.policy.CALL` where it needs a decision (send
+        back ``try_acquire(key, cost)``, or ``atry_acquire``'s result) and
+        seconds to sleep; returns the admitting decision or raises ``RateLimited``.
+        """
+        return self._acquire_steps(
+            key, cost, _validate.optional_seconds(timeout, "timeout"), wait=True
+        )
 
     def _acquire_steps(
         self, key: str, cost: float, timeout: float | None, *, wait: bool
@@ -295,13 +297,3 @@ class RateLimiter(Policy):
 
     def __repr__(self) -> str:
         return f"RateLimiter({self.algorithm!r}, store={self.store!r}, name={self.name!r})"
-
-
-def _check_timeout(timeout: float | None) -> float | None:
-    if timeout is None:
-        return None
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or math.isnan(timeout):
-        raise ValueError(f"timeout must be a number of seconds or None, got {timeout!r}")
-    if timeout < 0:
-        raise ValueError(f"timeout must not be negative, got {timeout!r}")
-    return float(timeout)

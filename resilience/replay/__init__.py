@@ -8,7 +8,7 @@ the whole thing from Python.
 """
 
 from resilience.replay.engine import PolicyResult, Replay, ReplayResult
-from resilience.replay.keys import KeySpec
+from resilience.replay.key_spec import KeySpec
 from resilience.replay.runner import ReplayOptions, prepare, replay_file, run
 
 __all__ = [

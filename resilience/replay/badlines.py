@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from resilience import _validate
+
 __all__ = ["BadLines", "snippet"]
 
 _SNIPPET = 60
@@ -13,9 +15,7 @@ class BadLines:
     __slots__ = ("count", "first", "keep")
 
     def __init__(self, keep: int = 10) -> None:
-        if isinstance(keep, bool) or not isinstance(keep, int) or keep < 0:
-            raise ValueError(f"keep must be a non-negative integer, got {keep!r}")
-        self.keep = keep
+        self.keep = _validate.whole_number(keep, "keep", minimum=0)
         self.count = 0
         self.first: list[tuple[int, str]] = []
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from re import Match
 
 from resilience.replay.badlines import snippet
-from resilience.replay.keys import MAX_KEY_LENGTH, KeySpec, request_path
+from resilience.replay.key_spec import MAX_KEY_LENGTH, KeySpec, request_path
 from resilience.replay.timeparse import TimeCache, clf_time
 
 __all__ = ["CLF_HEADERS", "CLF_LINE", "ClfParser"]

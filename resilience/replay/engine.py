@@ -1,6 +1,6 @@
 """The replay engine: every record through every policy, on the log's own clock.
 
-Each policy gets its own :class:`~resilience.stores.MemoryStore` table and is
+Each policy gets its own :class:`~resilience.ratelimit.memory_store.MemoryStore` table and is
 driven through ``table.decide(key, cost, now)`` directly, with ``now`` taken
 from the log: no real clock, no sleeping, no per-call limiter overhead.
 
@@ -36,13 +36,14 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from resilience import _validate
 from resilience.errors import StoreError
 from resilience.ratelimit.algorithms import Algorithm, LeakyBucket
 from resilience.ratelimit.decision import Decision
+from resilience.ratelimit.memory_store import MemoryStore
 from resilience.replay.badlines import BadLines
-from resilience.replay.keys import MAX_KEY_LENGTH
+from resilience.replay.key_spec import MAX_KEY_LENGTH
 from resilience.replay.stats import DelayStats, PeakWindow, Timeline
-from resilience.stores.memory import MemoryStore
 
 __all__ = [
     "DEFAULT_REORDER_WINDOW",
@@ -235,8 +236,7 @@ class Replay:
     ) -> None:
         if not policies:
             raise ValueError("policies must name at least one policy")
-        if isinstance(max_keys, bool) or not isinstance(max_keys, int) or max_keys < 1:
-            raise ValueError(f"max_keys must be a positive integer, got {max_keys!r}")
+        _validate.whole_number(max_keys, "max_keys")
         if (
             isinstance(reorder_window, bool)
             or not isinstance(reorder_window, int | float)

@@ -16,7 +16,7 @@ from resilience.ratelimit.algorithms import Algorithm
 from resilience.replay.badlines import BadLines
 from resilience.replay.clf import ClfParser
 from resilience.replay.engine import DEFAULT_REORDER_WINDOW, Replay, ReplayResult
-from resilience.replay.keys import KeySpec
+from resilience.replay.key_spec import KeySpec
 from resilience.replay.source import FORMATS, Source, detect_format
 from resilience.replay.structured import CsvParser, JsonlParser
 

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from resilience.replay.badlines import snippet
-from resilience.replay.keys import MAX_KEY_LENGTH, KeySpec, request_path
+from resilience.replay.key_spec import MAX_KEY_LENGTH, KeySpec, request_path
 from resilience.replay.timeparse import TimeCache, epoch_seconds, text_time
 
 __all__ = ["KEY_FIELDS", "TIME_FIELDS", "CsvParser", "JsonlParser", "key_fields"]

@@ -2,7 +2,7 @@
 
 from resilience.retrying.backoff import Backoff, Jitter
 from resilience.retrying.budget import RetryBudget
-from resilience.retrying.policy import NEVER_RETRIED, Retry, retry
+from resilience.retrying.retry import NEVER_RETRIED, Retry, retry
 from resilience.retrying.retry_after import parse_retry_after, retry_after_of
 
 __all__ = [

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Literal
 
 from tenacity.wait import wait_base
 
+from resilience import _validate
+
 if TYPE_CHECKING:
     from tenacity import RetryCallState
 
@@ -29,11 +31,7 @@ _JITTERS = ("full", "equal", "decorrelated", None)
 
 
 def _seconds(value: object, field: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ValueError(f"{field} must be a finite number of seconds, got {value!r}")
-    if value < 0:
-        raise ValueError(f"{field} must not be negative, got {value!r}")
-    return float(value)
+    return _validate.non_negative_number(value, field, unit="number of seconds")
 
 
 class Backoff(wait_base):

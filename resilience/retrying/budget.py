@@ -19,17 +19,10 @@ from __future__ import annotations
 import math
 import threading
 
+from resilience import _validate
 from resilience.clock import Clock, now_function, resolve_clock
 
 __all__ = ["RetryBudget"]
-
-
-def _non_negative(value: object, field: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ValueError(f"{field} must be a finite number, got {value!r}")
-    if value < 0:
-        raise ValueError(f"{field} must not be negative, got {value!r}")
-    return float(value)
 
 
 class RetryBudget:
@@ -66,14 +59,12 @@ class RetryBudget:
         buckets: int = 10,
         clock: Clock | None = None,
     ) -> None:
-        self.ratio = _non_negative(ratio, "ratio")
-        self.min_per_second = _non_negative(min_per_second, "min_per_second")
-        self.window = _non_negative(window, "window")
+        self.ratio = _validate.non_negative_number(ratio, "ratio")
+        self.min_per_second = _validate.non_negative_number(min_per_second, "min_per_second")
+        self.window = _validate.non_negative_number(window, "window")
         if self.window == 0:
             raise ValueError("window must be positive, got 0")
-        if isinstance(buckets, bool) or not isinstance(buckets, int) or buckets < 1:
-            raise ValueError(f"buckets must be a positive whole number, got {buckets!r}")
-        self.buckets = buckets
+        self.buckets = _validate.whole_number(buckets, "buckets")
         self._reserve = self.min_per_second * self.window
         self._width = self.window / buckets
         self._slots = buckets + 1  # the current bucket plus `buckets` older ones

@@ -8,7 +8,9 @@ layers over this package, so both answer the same way.
 """
 
 from resilience.web.headers import HeaderStyle, RateLimitHeaders, retry_after_seconds
-from resilience.web.keys import (
+from resilience.web.plans import PlanLimits
+from resilience.web.problem import CONTENT_TYPE, QUOTA_EXCEEDED, REDUCED_CAPACITY
+from resilience.web.request_keys import (
     CallableKey,
     ClientIP,
     HeaderKey,
@@ -17,8 +19,6 @@ from resilience.web.keys import (
     header,
     key_from,
 )
-from resilience.web.plans import PlanLimits
-from resilience.web.problem import CONTENT_TYPE, QUOTA_EXCEEDED, REDUCED_CAPACITY
 from resilience.web.rules import Route, RouteTable, Rule
 
 __all__ = [

@@ -24,6 +24,7 @@ import struct
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final
 
+from resilience import _validate
 from resilience.clock import Clock, resolve_clock
 from resilience.errors import StoreError
 from resilience.events import (
@@ -225,8 +226,6 @@ class IdempotencyCore:
         name: str = "idempotency",
         events: EventBus | None = None,
     ) -> None:
-        from resilience.idempotency.decorator import _duration
-
         if store is not None and not isinstance(store, IdempotencyStore):
             raise ValueError(f"store must be an idempotency store, got {store!r}")
         if isinstance(methods, str):
@@ -238,12 +237,8 @@ class IdempotencyCore:
             raise ValueError(f"header must be an HTTP header name, got {header!r}")
         if not isinstance(required, bool):
             raise ValueError(f"required must be a bool, got {required!r}")
-        if principal is not None and not callable(principal):
-            raise ValueError(
-                f"principal must be callable(request) -> str | None, got {principal!r}"
-            )
-        if isinstance(max_body, bool) or not isinstance(max_body, int) or max_body < 0:
-            raise ValueError(f"max_body must be a whole number of bytes >= 0, got {max_body!r}")
+        _validate.callable_or_none(principal, "principal", what="callable(request) -> str | None")
+        _validate.whole_number(max_body, "max_body", minimum=0)
         if events is not None and not isinstance(events, EventBus):
             raise ValueError(f"events must be an EventBus, got {events!r}")
         self._store = store
@@ -252,9 +247,9 @@ class IdempotencyCore:
         self.header_bytes = header.lower().encode("ascii")
         self.required = required
         self.principal = principal
-        self.ttl = _duration(ttl, "ttl")
-        self.lease = _duration(lease, "lease")
-        self.wait = _duration(wait, "wait", zero=True)
+        self.ttl = _validate.positive_seconds(ttl, "ttl")
+        self.lease = _validate.positive_seconds(lease, "lease")
+        self.wait = _validate.non_negative_number(wait, "wait", unit="number of seconds")
         self.max_body = max_body
         self.clock = resolve_clock(clock)
         self.name = name

@@ -11,7 +11,7 @@ The request id is the client's ``X-Request-ID`` when it is printable ASCII
 of at most 128 characters, else a fresh random one; it is echoed in the
 response.  The principal is whatever your ``principal`` callable returns (a
 user id, an API key), and it is logged only as a keyed BLAKE2b digest, as
-``resilience.web.keys`` does for header keys: log pipelines are read by many
+``resilience.web.request_keys`` does for header keys: log pipelines are read by many
 people and a credential must not appear there.  Pass
 ``hash_principal=False`` for values that are not secret (a tenant name).
 """
@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
-from resilience.web.keys import DEFAULT_HASHER, KeyHasher, clean_header_value, clean_key
+from resilience.web.request_keys import DEFAULT_HASHER, KeyHasher, clean_header_value, clean_key
 
 __all__ = ["LogContext", "MAX_REQUEST_ID"]
 

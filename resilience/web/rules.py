@@ -22,14 +22,14 @@ from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from resilience import _validate
 from resilience.ratelimit.algorithms.base import check_cost
 from resilience.ratelimit.decision import Decision
 from resilience.ratelimit.limiter import RateLimiter
 from resilience.web.headers import HeaderStyle, RateLimitHeaders, check_style
-from resilience.web.keys import ClientIP, RequestKey, as_key
-from resilience.web.limiting import supports_refund
 from resilience.web.problem import rate_limited_body, store_full_body
 from resilience.web.readiness import require_async
+from resilience.web.request_keys import ClientIP, RequestKey, as_key
 
 __all__ = ["Route", "RouteTable", "Rule", "compile_path"]
 
@@ -190,7 +190,7 @@ class RouteTable:
             require_async(lim, "limiter" if lim is limiter else "rule limiter")
         if refund_statuses:
             for lim in self.limiters:
-                if not supports_refund(lim):
+                if not lim.refundable:
                     raise ValueError(
                         f"refund_statuses needs limiters that can give cost back (TokenBucket, "
                         f"GCRA, LeakyBucket); {lim.name!r} uses {type(lim.algorithm).__name__}"
@@ -220,6 +220,4 @@ def check_statuses(values: Iterable[int], field: str) -> frozenset[int]:
 
 
 def check_exempt(value: object) -> Callable[[Any], bool] | None:
-    if value is not None and not callable(value):
-        raise ValueError(f"exempt must be a callable(request) -> bool or None, got {value!r}")
-    return value
+    return _validate.callable_or_none(value, "exempt", what="callable(request) -> bool")  # type: ignore[return-value]

@@ -41,6 +41,10 @@ def s3_url(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 def test_claim_check_page_examples_run(redis_url: str, s3_url: str) -> None:
     blocks = BLOCK.findall(PAGE.read_text())
     assert {kind for kind, _ in blocks} == {"", " redis", " s3"}
+    streams = next(block for kind, block in blocks if kind == " redis")
+    # The consumer shown must stay idempotent and its redelivery must stay exercised.
+    for needle in ("@idempotent(", "xautoclaim(", "assert done == "):
+        assert needle in streams, needle
     namespace: dict[str, object] = {"__name__": "docs_claim_check"}
     sinks = default_bus.sinks
     try:

@@ -21,8 +21,8 @@ from resilience import EventBus, FixedWindow, RateLimiter
 from resilience.aiohttp import log_context_middleware, rate_limit_middleware
 from resilience.asgi import LogContextMiddleware, RateLimitMiddleware
 from resilience.events import StructlogSink
-from resilience.web.keys import DEFAULT_HASHER
 from resilience.web.logcontext import LogContext
+from resilience.web.request_keys import DEFAULT_HASHER
 from tests.integration.servers import serve_aiohttp, serve_asgi
 
 SECRET = "sk_live_do_not_log"

@@ -414,3 +414,34 @@ def test_scripts_reload_after_a_flush(store: RedisStore, client: redis.Redis) ->
     trip(b, 1)  # NOSCRIPT, then EVAL: no store error
     assert b.state is OPEN
     assert b._table.store_errors == 0  # type: ignore[attr-defined]
+
+
+# -- clocks that step backwards (NTP stepping TIME, or the clients' clock) ---------------
+
+
+def test_open_circuit_stepped_back_an_hour_waits_at_most_open_duration(store: RedisStore) -> None:
+    clock = FakeClock(1_700_000_000.0)
+    b = make(store, clock, open_duration=30.0, name="stepped")
+    trip(b)
+    clock.step_back(3600.0)
+    assert b.snapshot().retry_after == 30.0  # was 3,630
+    refused = b.permit()
+    assert not refused.allowed and refused.state is OPEN and refused.retry_after == 30.0
+    clock.advance(29.0)
+    assert b.permit().retry_after == pytest.approx(1.0)
+    clock.advance(1.0)
+    assert b.permit().allowed and b.state is HALF_OPEN
+
+
+def test_probe_timeout_counts_from_a_clock_that_stepped_back(store: RedisStore) -> None:
+    clock, seen = FakeClock(1_700_000_000.0), list[Any]()
+    b = make(RedisBreakerStore(store, probe_timeout=3.0), clock, seen, name="stepped-probe")
+    trip(b)
+    clock.advance(10.0)
+    assert b.permit().allowed  # a probe whose process dies
+    clock.step_back(3600.0)
+    assert not b.permit().allowed and b.state is HALF_OPEN
+    clock.advance(3.0)  # was 3,603 s
+    reopened = b.permit()
+    assert not reopened.allowed and reopened.state is OPEN and reopened.retry_after == 10.0
+    assert seen[-1].reason == "probe_timeout"

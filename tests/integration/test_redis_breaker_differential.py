@@ -10,6 +10,7 @@ store runs with ``clock="client"`` so both tables read the same ``FakeClock``.
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -69,6 +70,8 @@ def configs(draw: st.DrawFn) -> BreakerConfig:
 
 durations = st.sampled_from([0.0, 0.2, 0.5, 1.0])
 steps = st.sampled_from([0.0, 0.05, 0.1, 0.3, 1.0, 2.5, 7.0])
+# Backward steps: a clock NTP steps back (Redis TIME, or the clients' with clock="client").
+back_steps = st.one_of(st.sampled_from([0.1, 1.0, 3600.0, 86_400.0]), st.floats(0.0, 1e6))
 which = st.one_of(st.just(-1), st.integers(0, 50))  # mostly the latest permit
 operations = st.lists(
     st.one_of(
@@ -80,6 +83,7 @@ operations = st.lists(
         st.tuples(st.just("advance"), steps),
         st.tuples(st.just("advance"), steps),
         st.tuples(st.just("snapshot")),
+        st.tuples(st.just("back"), back_steps),
         st.tuples(st.sampled_from(["force_open", "force_closed", "reset"])),
     ),
     min_size=20,
@@ -100,6 +104,12 @@ def public(permit: Permit) -> tuple[Any, ...]:
     return (permit.allowed, permit.state, permit.retry_after, permit.transition)
 
 
+def bounded(permit: Permit, memory: BreakerTable, now: float) -> bool:
+    """Nobody waits out a backward step: a refusal lasts at most open_duration."""
+    duration = memory.config.open_duration  # type: ignore[attr-defined]
+    return permit.allowed or permit.retry_after <= duration + 64 * math.ulp(now + duration)
+
+
 def run_both(
     ops: list[tuple[Any, ...]], memory: BreakerTable, remote: BreakerTable, clock: FakeClock
 ) -> None:
@@ -111,12 +121,14 @@ def run_both(
         if kind == "call":  # acquire, and report at once if admitted
             m, r = memory.acquire(now), remote.acquire(now)
             assert public(r) == public(m), where
+            assert bounded(m, memory, now), where
             if m.allowed:
                 expected = memory.record(m, op[1], op[2], now)
                 assert remote.record(r, op[1], op[2], now) == expected, where
         elif kind == "acquire":
             pair = memory.acquire(now), remote.acquire(now)
             assert public(pair[1]) == public(pair[0]), where
+            assert bounded(pair[0], memory, now), where
             if pair[0].allowed:
                 permits.append(pair)
         elif kind == "record" and permits:
@@ -129,6 +141,8 @@ def run_both(
             remote.release(r, now)
         elif kind == "advance":
             clock.advance(op[1])
+        elif kind == "back":
+            clock.step_back(op[1])
         elif kind == "snapshot":
             assert remote.snapshot(now) == memory.snapshot(now), where
             assert remote.state(now) is memory.state(now), where

@@ -7,6 +7,7 @@ every ``Decision`` must be equal, floats bit for bit.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 
 import pytest
@@ -14,8 +15,13 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from resilience import (
+from resilience.redis import RedisStore
+from resilience.redis.testing import RedisServer
+from resilience.testing import FakeClock, arrivals, costs
+from tests.ratelimit_kit import (
     GCRA,
+    Algorithm,
+    EventBus,
     FixedWindow,
     LeakyBucket,
     RateLimiter,
@@ -23,11 +29,6 @@ from resilience import (
     SlidingWindowLog,
     TokenBucket,
 )
-from resilience.events import EventBus
-from resilience.ratelimit.algorithms.base import Algorithm
-from resilience.redis import RedisStore
-from resilience.redis.testing import RedisServer
-from resilience.testing import FakeClock, arrivals, costs
 
 pytestmark = pytest.mark.redis
 
@@ -101,8 +102,17 @@ def test_redis_and_memory_decide_identically(kind: str, client: redis.Redis) -> 
 
 
 # Hosts whose clocks disagree, with clock="client": each request is stamped by one of
-# them, so the times the store sees step backwards now and then.
-skews = st.one_of(st.just(0.0), st.sampled_from([-0.3, -0.05, 0.1]), st.floats(-1.0, 1.0))
+# them, so the times the store sees step backwards now and then; some by an hour or a
+# day (a host whose clock NTP has not corrected yet).
+skews = st.one_of(
+    st.just(0.0),
+    st.sampled_from([-0.3, -0.05, 0.1]),
+    st.floats(-1.0, 1.0),
+    st.sampled_from([-3600.0, -86_400.0]),
+    st.floats(-1e5, 0.0),
+)
+# NTP stepping the clock back (Redis TIME, or every client): every later request too.
+steps = st.one_of(st.floats(0.0, 2.0), st.sampled_from([3600.0, 86_400.0]), st.floats(0.0, 1e6))
 
 
 def skewed_schedules() -> st.SearchStrategy[list[tuple[float, float]]]:
@@ -111,6 +121,27 @@ def skewed_schedules() -> st.SearchStrategy[list[tuple[float, float]]]:
             lambda offsets: [(max(0.0, t + d), c) for (t, c), d in zip(plan, offsets, strict=True)]
         )
     )
+
+
+@st.composite
+def stepped_schedules(draw: st.DrawFn) -> list[tuple[float, float]]:
+    """A schedule whose clock is stepped back (cumulatively) before some requests."""
+    back = 0.0
+    plan = []
+    for t, cost in draw(schedules()):
+        if draw(st.integers(0, 7)) == 0:
+            back += draw(steps)
+        plan.append((max(0.0, t - back), cost))
+    return plan
+
+
+def retry_bound(algorithm: Algorithm, cost: float) -> float:
+    """The longest refusal a forward clock can see (tests/property/test_clock_steps.py)."""
+    if isinstance(algorithm, TokenBucket | GCRA | LeakyBucket):
+        return cost * algorithm.interval
+    if isinstance(algorithm, SlidingWindowCounter):
+        return algorithm.period + algorithm.period / algorithm.buckets
+    return algorithm.period
 
 
 class HostClock:
@@ -134,7 +165,7 @@ def test_redis_and_memory_agree_when_clocks_step_backwards(
     kind: str, client: redis.Redis
 ) -> None:
     @SETTINGS
-    @given(ALGORITHMS[kind], skewed_schedules(), offsets)
+    @given(ALGORITHMS[kind], st.one_of(skewed_schedules(), stepped_schedules()), offsets)
     def check(algorithm: Algorithm, schedule: list[tuple[float, float]], offset: float) -> None:
         client.flushall()
         with pytest.warns(RuntimeWarning, match="cannot bound sync decisions"):
@@ -147,6 +178,9 @@ def test_redis_and_memory_agree_when_clocks_step_backwards(
             expected = memory.try_acquire("k", cost)
             got = remote.try_acquire("k", cost)
             assert got == expected, f"request {i} at t={offset + t!r} cost={cost!r}"
+            if not got.allowed and cost <= algorithm.capacity:  # nobody waits out a step
+                most = retry_bound(algorithm, cost)
+                assert got.retry_after <= most + 64 * math.ulp(clock.now + most), (i, got)
         assert remote.store_errors == 0
 
     check()
@@ -210,3 +244,40 @@ def test_lua_helpers_match_python(client: redis.Redis, pairs: list[tuple[float, 
     # Window indexes beyond 2**52 are not exact in Python either (int -> float); out of domain.
     pairs = [(a, b) for a, b in pairs if abs(a / b) < 2.0**52]
     assert lua_helpers(client, pairs) == python_helpers(pairs)
+
+
+# -- the issue's hour-long step, every algorithm, memory and Redis side by side -------------
+
+HOUR_STEP = [
+    TokenBucket(10, 60.0),
+    GCRA(10, 60.0),
+    LeakyBucket(10, 60.0),
+    LeakyBucket(10, 60.0, mode="shape"),
+    FixedWindow(10, 60.0),
+    SlidingWindowLog(10, 60.0),
+    SlidingWindowCounter(10, 60.0, buckets=4),
+]
+
+
+@pytest.mark.parametrize("algorithm", HOUR_STEP, ids=lambda a: f"{a.kind}-{getattr(a, 'mode', '')}")
+@pytest.mark.parametrize("used", [1, 10], ids=["used-once", "exhausted"])
+def test_an_hour_backward_step_waits_no_longer_than_a_forward_clock(
+    algorithm: Algorithm, used: int, client: redis.Redis
+) -> None:
+    """Before: ~3,552 s (buckets used once), 3,620-3,660 s (windows and logs exhausted)."""
+    client.flushall()
+    with pytest.warns(RuntimeWarning, match="cannot bound sync decisions"):
+        store = RedisStore(client, clock="client", ttl_margin=3600)
+    clock = HostClock()
+    memory = RateLimiter(algorithm, clock=clock, events=EventBus())
+    remote = RateLimiter(algorithm, store=store, clock=clock, events=EventBus())
+    clock.now = 1_700_000_000.0
+    for _ in range(used):
+        assert memory.try_acquire("k") == remote.try_acquire("k")
+    clock.now -= 3600.0
+    for cost in (1, 10):
+        expected = memory.try_acquire("k", cost)
+        got = remote.try_acquire("k", cost)
+        assert got == expected
+        assert got.allowed or got.retry_after <= retry_bound(algorithm, cost) + 1e-6
+    assert remote.store_errors == 0

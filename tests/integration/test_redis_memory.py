@@ -19,7 +19,10 @@ import pytest
 
 redis = pytest.importorskip("redis")
 
-from resilience import (  # noqa: E402
+from resilience.events import Event, EventBus, StoreFailed  # noqa: E402
+from resilience.redis import RedisStore  # noqa: E402
+from resilience.redis.testing import RedisServer, redis_server_binary  # noqa: E402
+from tests.ratelimit_kit import (  # noqa: E402
     GCRA,
     FixedWindow,
     LeakyBucket,
@@ -28,9 +31,6 @@ from resilience import (  # noqa: E402
     SlidingWindowLog,
     TokenBucket,
 )
-from resilience.events import Event, EventBus, StoreFailed  # noqa: E402
-from resilience.redis import RedisStore  # noqa: E402
-from resilience.redis.testing import RedisServer, redis_server_binary  # noqa: E402
 
 pytestmark = pytest.mark.redis
 

@@ -7,7 +7,7 @@ import math
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 import redis
@@ -35,8 +35,13 @@ from resilience.testing import FakeClock
 
 pytestmark = pytest.mark.redis
 
-TIMEOUT = 0.25
-LONG = 86_400.0  # a period no test outlives: nothing refills while it runs
+TIMEOUT = 2.0  # correctness tests: a loaded machine must not turn a slow reply into fail-open
+# A period no test outlives, and whose aligned windows (and a counter's 4 sub-buckets
+# of 2**38 s) have no boundary between 1970 and the year 10,000: with the server clock
+# (Redis TIME, wall time) no window or sub-bucket can end while a test runs, whatever
+# the time of day.  (86,400 s windows end at midnight UTC, mid-test now and then.)
+LONG = 2.0**40
+SLACK = 1e-3  # rounding of target - now where target is ~2**40 (ulp 2**-12)
 
 
 def algorithms(limit: int, period: float) -> list[Algorithm]:
@@ -73,6 +78,26 @@ def command(client: Any, *args: object) -> Any:
     return client.execute_command(*args)
 
 
+class Bounds(NamedTuple):
+    retry_after: float
+    reset_after: float
+
+
+def bounds(algorithm: Algorithm) -> Bounds:
+    """The largest retry_after (cost 1) and reset_after ``algorithm`` can report, at any ``now``.
+
+    ``SLACK`` covers the last-place rounding of ``target - now`` at Unix-epoch times.
+    """
+    period = algorithm.period
+    if isinstance(algorithm, TokenBucket | GCRA | LeakyBucket):
+        return Bounds(algorithm.interval + SLACK, algorithm.capacity * algorithm.interval + SLACK)
+    if isinstance(algorithm, SlidingWindowCounter):
+        # allow_at < (index + buckets + 1) * width and now >= index * width.
+        most = period + period / algorithm.buckets + SLACK
+        return Bounds(most, most)
+    return Bounds(period + SLACK, period + SLACK)
+
+
 def limiter(algorithm: Algorithm, store: RedisStore, **kwargs: object) -> RateLimiter:
     return RateLimiter(algorithm, store=store, events=EventBus(), **kwargs)  # type: ignore[arg-type]
 
@@ -89,8 +114,13 @@ def test_server_clock_admits_exactly_the_limit_then_rejects(
     assert [d.allowed for d in decisions] == [True] * 5 + [False] * 3
     assert [d.remaining for d in decisions[:5]] == [4, 3, 2, 1, 0]
     assert all(d.limit == 5 for d in decisions)
-    assert all(0 < d.retry_after <= LONG for d in decisions[5:])
-    assert all(0 < d.reset_after <= 2 * LONG for d in decisions)  # counter: + one sub-bucket
+    # The exact bounds, whatever TIME says: a bucket refills one unit per period / limit;
+    # a window or log entry ends at most a period after now; the sliding counter may
+    # wait the period plus the rest of the current aligned sub-bucket (its newest count
+    # leaves the window (buckets + 1) sub-buckets after the start of the one it is in).
+    most = bounds(algorithm)
+    assert all(0 < d.retry_after <= most.retry_after for d in decisions[5:])
+    assert all(0 < d.reset_after <= most.reset_after for d in decisions)
     assert lim.try_acquire("bob").allowed  # keys are independent
     assert lim.store_errors == 0
 

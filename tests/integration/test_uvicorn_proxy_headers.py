@@ -22,7 +22,7 @@ from starlette.routing import Route
 
 from resilience import GCRA, RateLimiter
 from resilience.asgi import RateLimitMiddleware, client_ip
-from resilience.web.keys import HeaderLookup, RequestKey
+from resilience.web.request_keys import HeaderLookup, RequestKey
 from tests.integration.servers import serve_asgi
 
 

@@ -31,7 +31,7 @@ from resilience import GCRA, RateLimiter
 from resilience.aiohttp import rate_limit_headers_hook, rate_limit_middleware
 from resilience.asgi import RateLimitMiddleware, header
 from resilience.events import Event, EventBus, StoreFailed
-from resilience.stores.memory import MemoryStore
+from resilience.ratelimit.memory_store import MemoryStore
 from resilience.testing import FakeClock
 from resilience.web.problem import STORE_FULL
 from tests.integration.servers import ratelimit_fields, serve_aiohttp, serve_asgi

@@ -11,8 +11,13 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from resilience import (
+from resilience.testing import FakeClock
+from resilience.web.headers import RateLimitHeaders
+from tests.integration.servers import parse_sf_list
+from tests.ratelimit_kit import (
     GCRA,
+    Algorithm,
+    EventBus,
     FixedWindow,
     LeakyBucket,
     RateLimiter,
@@ -20,11 +25,6 @@ from resilience import (
     SlidingWindowLog,
     TokenBucket,
 )
-from resilience.events import EventBus
-from resilience.ratelimit.algorithms.base import Algorithm
-from resilience.testing import FakeClock
-from resilience.web.headers import RateLimitHeaders
-from tests.integration.servers import parse_sf_list
 
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -8,8 +8,11 @@ import math
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from resilience import (
+from resilience.testing import FakeClock, arrivals, costs, max_admitted_in_window
+from tests.ratelimit_kit import (
     GCRA,
+    Algorithm,
+    EventBus,
     FixedWindow,
     LeakyBucket,
     RateLimiter,
@@ -17,9 +20,6 @@ from resilience import (
     SlidingWindowLog,
     TokenBucket,
 )
-from resilience.events import EventBus
-from resilience.ratelimit.algorithms.base import Algorithm
-from resilience.testing import FakeClock, arrivals, costs, max_admitted_in_window
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -34,7 +34,7 @@ from resilience.events import EventBus
         ({"half_open_max_calls": None}, "half_open_max_calls"),
         ({"record": "ValueError"}, "record"),
         ({"record": (ValueError, 3)}, "record"),
-        ({"ignore": [KeyError]}, "ignore"),
+        ({"ignore": [KeyError, "oops"]}, "ignore"),  # lists allowed; items checked
         ({"failure_if": 503}, "failure_if"),
         ({"clock": object()}, "clock"),
         ({"store": object()}, "store"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -84,6 +85,41 @@ def test_closed_shortcut_only_when_no_clock_is_needed(options: Any, lock_free: b
     assert table.closed is None
 
 
+class RemoteLikeOps:
+    """The async operations (``aio``) of a table behind an async-only client."""
+
+    def __init__(self, inner: MemoryBreakerTable, calls: list[str]) -> None:
+        self._inner = inner
+        self.calls = calls
+
+    async def state(self, now: float) -> CircuitState:
+        self.calls.append("state")
+        return self._inner.state(now)
+
+    async def acquire(self, now: float) -> Permit:
+        self.calls.append("acquire")
+        return self._inner.acquire(now)
+
+    async def record(
+        self, permit: Permit, failed: bool, duration: float, now: float
+    ) -> Transition | None:
+        self.calls.append("record")
+        return self._inner.record(permit, failed, duration, now)
+
+    async def release(self, permit: Permit, now: float) -> None:
+        self.calls.append("release")
+        self._inner.release(permit, now)
+
+    async def force(self, state: CircuitState, now: float) -> Transition | None:
+        return self._inner.force(state, now)
+
+    async def reset(self, now: float) -> Transition | None:
+        return self._inner.reset(now)
+
+    async def snapshot(self, now: float) -> BreakerSnapshot:
+        return self._inner.snapshot(now)
+
+
 class RemoteLikeTable:
     """A table whose sync side is unusable, like a store behind an async client."""
 
@@ -93,38 +129,40 @@ class RemoteLikeTable:
     def __init__(self, config: BreakerConfig, now: Any) -> None:
         self._inner = MemoryBreakerTable(config, now)
         self.calls: list[str] = []
+        self.aio = RemoteLikeOps(self._inner, self.calls)
 
     def _refuse(self, *args: Any) -> Any:
         raise AssertionError("a non-local table must be driven through its async methods")
 
     state = acquire = record = release = force = reset = snapshot = _refuse
 
-    async def astate(self, now: float) -> CircuitState:
-        self.calls.append("state")
-        return self._inner.state(now)
 
-    async def aacquire(self, now: float) -> Permit:
-        self.calls.append("acquire")
-        return self._inner.acquire(now)
+class LegacyTable:
+    """A table written to the old protocol: ``aacquire``, ``arecord``, ... and no ``aio``."""
 
-    async def arecord(
-        self, permit: Permit, failed: bool, duration: float, now: float
-    ) -> Transition | None:
-        self.calls.append("record")
-        return self._inner.record(permit, failed, duration, now)
+    local = False
+    closed = None
 
-    async def arelease(self, permit: Permit, now: float) -> None:
-        self.calls.append("release")
-        self._inner.release(permit, now)
+    def __init__(self, config: BreakerConfig, now: Any) -> None:
+        ops = RemoteLikeOps(MemoryBreakerTable(config, now), [])
+        self.astate, self.aacquire, self.arecord = ops.state, ops.acquire, ops.record
+        self.arelease, self.aforce, self.areset = ops.release, ops.force, ops.reset
+        self.asnapshot = ops.snapshot
 
-    async def aforce(self, state: CircuitState, now: float) -> Transition | None:
-        return self._inner.force(state, now)
+    state = acquire = record = release = force = reset = snapshot = RemoteLikeTable._refuse
 
-    async def areset(self, now: float) -> Transition | None:
-        return self._inner.reset(now)
 
-    async def asnapshot(self, now: float) -> BreakerSnapshot:
-        return self._inner.snapshot(now)
+class LegacyStore:
+    def breaker_table(self, name: str, config: BreakerConfig, now: Any) -> LegacyTable:
+        return LegacyTable(config, now)
+
+
+async def test_a_table_of_the_old_protocol_still_works_with_a_warning() -> None:
+    with pytest.warns(DeprecationWarning, match="aio"):
+        b = CircuitBreaker("old", store=LegacyStore(), events=EventBus(), clock=FakeClock())
+    assert await b.acall(asyncio.sleep, 0, "ok") == "ok"
+    await b.aforce_open()
+    assert await b.astate() is CircuitState.OPEN
 
 
 class RemoteLikeStore:
@@ -180,3 +218,12 @@ async def test_a_non_local_table_is_used_only_through_async_methods() -> None:
     assert "release" in store.table.calls and "record" in store.table.calls
     await b.aforce_open()
     assert (await b.asnapshot()).held
+
+
+def test_the_old_module_path_of_the_value_types_still_imports_with_a_warning() -> None:
+    import resilience.breaker.state as old
+
+    with pytest.warns(DeprecationWarning, match="resilience.breaker"):
+        assert old.Permit is Permit
+    with pytest.raises(AttributeError):
+        _ = old.nothing_here

@@ -7,8 +7,11 @@ import threading
 
 import pytest
 
-from resilience import (
+from resilience.testing import FakeClock
+from tests.ratelimit_kit import (
     GCRA,
+    Algorithm,
+    EventBus,
     FixedWindow,
     LeakyBucket,
     RateLimiter,
@@ -16,9 +19,6 @@ from resilience import (
     SlidingWindowLog,
     TokenBucket,
 )
-from resilience.events import EventBus
-from resilience.ratelimit.algorithms.base import Algorithm
-from resilience.testing import FakeClock
 
 CAPACITY = 500
 ALGORITHMS = [

@@ -21,7 +21,7 @@ from resilience import (
     TokenBucket,
 )
 from resilience.events import Event, EventBus, RateLimitExceeded, StoreFailed
-from resilience.ratelimit.algorithms.base import Algorithm
+from resilience.ratelimit.algorithms.base import Algorithm, wait_until
 from resilience.ratelimit.decision import Decision
 from resilience.testing import FakeClock
 
@@ -327,23 +327,26 @@ def test_fixed_window_never_rebuilds_an_older_window_for_a_late_reading() -> Non
 
 
 def test_sliding_log_keeps_its_entries_sorted_when_a_clock_steps_back() -> None:
-    """Another host's slower clock: the entry takes the newest stamp, retry_after stays exact."""
+    """Another host's slower clock: entries from its future count from its now, sorted."""
     log = SlidingWindowLog(2, 1.0)
     state, first = log.decide(None, 10.0, 1)
     assert first.allowed and first.reset_after == 1.0
-    state, behind = log.decide(state, 9.5, 1)  # counted as if at 10.0
-    assert behind.allowed and behind.reset_after == 1.5
+    state, behind = log.decide(state, 9.5, 1)  # the entry at 10.0 now counts from 9.5
+    assert behind.allowed and behind.reset_after == 1.0
+    assert state is not None and list(state.times) == [9.5, 9.5]
     state, rejected = log.decide(state, 9.6, 1)
-    assert not rejected.allowed and rejected.retry_after == 11.0 - 9.6 > 0
-    state, later = log.decide(state, 11.0, 1)  # both entries (10.0, 10.0) have left
+    assert not rejected.allowed and rejected.retry_after == wait_until(9.6, 10.5)
+    state, later = log.decide(state, 10.5, 1)  # both entries have left
     assert later.allowed and later.remaining == 1
 
 
-def test_fixed_window_counts_a_late_stamp_in_the_newest_window() -> None:
+def test_fixed_window_restarts_the_newest_window_for_a_clock_behind_it() -> None:
     window = FixedWindow(2, 1.0)
     state, _ = window.decide(None, 5.5, 2)  # window [5, 6) is full
-    state, late = window.decide(state, 4.9, 1)  # a clock behind: still window [5, 6)
-    assert not late.allowed and late.retry_after == 6.0 - 4.9
+    state, late = window.decide(state, 4.9, 1)  # a clock behind: [4.9, 5.9), count kept
+    assert not late.allowed and late.retry_after == wait_until(4.9, 4.9 + 1.0) <= 1.0 + 1e-12
+    assert not window.decide(state, 5.8, 1)[1].allowed
+    assert window.decide(state, 4.9 + 1.0, 1)[1].allowed  # retrying after retry_after works
 
 
 def test_sliding_log_forgets_float_residue_with_its_last_entry() -> None:
@@ -354,3 +357,13 @@ def test_sliding_log_forgets_float_residue_with_its_last_entry() -> None:
         state, _ = log.decide(state, t, cost)
     state, decision = log.decide(state, 1.0, 2)  # every entry has left: the full limit fits
     assert decision.allowed and decision.remaining == 0
+
+
+def test_sliding_log_retry_after_is_finite_despite_fractional_residue() -> None:
+    """0.1 + 1 - 1 is 0.10000000000000009: a "cost that must leave" scan answered never."""
+    log = SlidingWindowLog(1, 0.25)
+    state, first = log.decide(None, 0.0, 0.1)
+    assert first.allowed
+    state, refused = log.decide(state, 0.125, 1)
+    assert not refused.allowed and refused.retry_after == 0.125  # was inf
+    assert log.decide(state, 0.25, 1)[1].allowed

@@ -9,7 +9,7 @@ import pytest
 
 from resilience.replay.badlines import BadLines
 from resilience.replay.clf import ClfParser
-from resilience.replay.keys import KeySpec, request_path
+from resilience.replay.key_spec import KeySpec, request_path
 from resilience.replay.source import Source, detect_format
 from resilience.replay.structured import CsvParser, JsonlParser
 from resilience.replay.timeparse import TimeCache, clf_time, epoch_seconds, text_time

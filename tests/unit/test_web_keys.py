@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from resilience.web.addresses import forwarded_hops, parse_address, xff_hops
-from resilience.web.keys import NO_PEER, client_ip, header, key_from
+from resilience.web.request_keys import NO_PEER, client_ip, header, key_from
 
 
 def scope(peer: str | None, *headers: tuple[str, str]) -> dict[str, Any]:
@@ -293,7 +293,7 @@ def test_hop_splitting() -> None:
 
 
 def test_unix_socket_proxy_walks_forwarding_headers_only_when_trusted() -> None:
-    from resilience.web.keys import NO_PEER, client_ip
+    from resilience.web.request_keys import NO_PEER, client_ip
 
     def scope(xff: str | None) -> dict[str, object]:
         headers = [] if xff is None else [(b"x-forwarded-for", xff.encode())]

@@ -7,7 +7,7 @@ import re
 import pytest
 
 from resilience import FixedWindow, RateLimiter, TokenBucket
-from resilience.web.keys import client_ip, header
+from resilience.web.request_keys import client_ip, header
 from resilience.web.rules import RouteTable, Rule, compile_path
 
 

@@ -23,8 +23,8 @@ from resilience.aiohttp.idempotency import idempotency_middleware
 from resilience.aiohttp.logcontext import log_context_middleware
 from resilience.aiohttp.ratelimit import rate_limit_headers_hook, rate_limit_middleware
 from resilience.aiohttp.valet import valet_key_handler
-from resilience.web.keys import RequestKey, client_ip, header, key_from
 from resilience.web.plans import PlanLimits
+from resilience.web.request_keys import RequestKey, client_ip, header, key_from
 from resilience.web.rules import Rule
 
 __all__ = [

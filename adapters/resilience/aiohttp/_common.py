@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from aiohttp import web
-from resilience.web.keys import HeaderLookup
 from resilience.web.problem import CONTENT_TYPE
+from resilience.web.request_keys import HeaderLookup
 
 __all__ = ["NO_HEADERS", "header_lookup", "problem_response"]
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import aiohttp
 from resilience.breaker import CircuitBreaker
-from resilience.breaker.state import Permit
+from resilience.breaker.values import Permit
 from resilience.failover.origins import Origin
 
 __all__ = ["Outcome", "attempt", "close_response", "is_transport_error"]

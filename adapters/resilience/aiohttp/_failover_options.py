@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 
 import aiohttp
+from resilience import _validate
 from resilience.breaker import CircuitBreaker, CountWindow
 from resilience.clock import Clock
 from resilience.events import EventBus
@@ -23,11 +23,7 @@ __all__ = [
 def seconds_option(value: object, field: str, *, allow_none: bool) -> float | None:
     if value is None and allow_none:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ValueError(f"{field} must be a positive number of seconds, got {value!r}")
-    if value <= 0:
-        raise ValueError(f"{field} must be positive, got {value!r}")
-    return float(value)
+    return _validate.positive_seconds(value, field)
 
 
 def statuses_option(value: object) -> frozenset[int]:

@@ -13,7 +13,6 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 from resilience.aiohttp._common import problem_response
 from resilience.breaker import CircuitBreaker
-from resilience.clock import now_function
 from resilience.web.headers import retry_after_seconds
 from resilience.web.problem import circuit_open_body
 from resilience.web.readiness import require_async_breaker
@@ -35,35 +34,27 @@ def circuit_breaker_middleware(
     failures = check_statuses(failure_statuses, "failure_statuses")
     skip = check_exempt(exempt)
     body = circuit_open_body(breaker.name)
-    now = now_function(breaker.clock)
-    timed = breaker.config.slow_call_duration is not None
 
     @web.middleware
     async def circuit_breaker(request: web.Request, handler: Handler) -> web.StreamResponse:
         if skip is not None and skip(request):
             return await handler(request)
-        permit = await breaker.apermit()
-        if not permit.allowed:
-            seconds = retry_after_seconds(permit.retry_after) or 1
-            return problem_response(503, body, [("Retry-After", str(seconds))])
-        start = now() if timed else 0.0
-        try:
-            response = await handler(request)
-        except web.HTTPException as exc:
-            elapsed = now() - start if timed else 0.0
-            if exc.status in failures:
-                await breaker.aon_failure(permit, elapsed)
-            else:
-                await breaker.aon_success(permit, elapsed)
-            raise
-        except BaseException as exc:  # record/ignore decide; a cancelled probe fails
-            await breaker.aon_error(permit, exc, start if timed else now())
-            raise
-        elapsed = now() - start if timed else 0.0
-        if response.status in failures:
-            await breaker.aon_failure(permit, elapsed)
-        else:
-            await breaker.aon_success(permit, elapsed)
-        return response
+        # The guard times the request and classifies an escaping exception
+        # (record/ignore decide; a cancelled probe fails, a cancelled closed call counts nothing).
+        async with breaker.aguard(refuse=False) as guard:
+            if not guard.allowed:
+                seconds = retry_after_seconds(guard.permit.retry_after) or 1
+                return problem_response(503, body, [("Retry-After", str(seconds))])
+            try:
+                response = await handler(request)
+            except web.HTTPException as exc:  # judged by its status, like a response
+                if exc.status in failures:
+                    guard.fail()
+                else:
+                    guard.succeed()
+                raise
+            if response.status in failures:
+                guard.fail()
+            return response
 
     return circuit_breaker

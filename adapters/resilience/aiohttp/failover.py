@@ -26,6 +26,7 @@ from types import TracebackType
 from typing import Any
 
 import aiohttp
+from resilience import _validate
 from resilience.aiohttp._failover_attempt import Outcome, attempt
 from resilience.aiohttp._failover_options import (
     default_breaker,
@@ -41,7 +42,7 @@ from resilience.aiohttp._failover_types import (
     OriginStatus,
 )
 from resilience.breaker import CircuitBreaker, MemoryBreakerStore
-from resilience.breaker.state import Permit
+from resilience.breaker.values import Permit
 from resilience.clock import Clock, now_function, resolve_clock
 from resilience.events import EventBus, FailoverAttempt, FailoverSwitched, default_bus
 from resilience.failover.credentials import carries_credentials, strip_credentials
@@ -96,8 +97,7 @@ class FailoverClient:
         name: str = "failover",
         events: EventBus | None = None,
     ) -> None:
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"name must be a non-empty string, got {name!r}")
+        _validate.non_empty_str(name, "name")
         self.name = name
         self.primary = parse_origin(primary, "primary")
         self.secondary = parse_origin(secondary, "secondary")

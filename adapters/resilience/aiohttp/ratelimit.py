@@ -20,10 +20,9 @@ from resilience.aiohttp._common import NO_HEADERS, header_lookup, problem_respon
 from resilience.ratelimit.decision import Decision, StoreFullDecision
 from resilience.ratelimit.limiter import RateLimiter
 from resilience.web.headers import HeaderStyle, retry_after_seconds
-from resilience.web.keys import DEFAULT_KEY, RequestKey
-from resilience.web.limiting import refund, shape
 from resilience.web.plans import PlanLimits
 from resilience.web.problem import bad_request_body
+from resilience.web.request_keys import DEFAULT_KEY, RequestKey
 from resilience.web.rules import Cost, Route, RouteTable, Rule, check_exempt, check_statuses
 
 __all__ = ["rate_limit_headers_hook", "rate_limit_middleware"]
@@ -112,7 +111,7 @@ def rate_limit_middleware(
         if not decision[0]:
             return _refusal(route, decision)
         if decision.delay:
-            await shape(route.limiter, client, cost, decision.delay)
+            await route.limiter.await_delay(client, cost, decision.delay)
         headers = route.headers
         if headers is None:
             if not refunds:
@@ -130,13 +129,13 @@ def rate_limit_middleware(
                 exc.headers.extend(pending)
                 pending.clear()
             if exc.status in refunds:
-                refund(route.limiter, client, cost)
+                route.limiter.refund(client, cost)
             raise
         if pending and not response.prepared:
             response.headers.extend(pending)
             pending.clear()
         if refunds and response.status in refunds:
-            refund(route.limiter, client, cost)
+            route.limiter.refund(client, cost)
         return response
 
     return rate_limit

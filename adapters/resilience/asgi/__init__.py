@@ -13,8 +13,8 @@ from resilience.asgi.idempotency import IdempotencyMiddleware
 from resilience.asgi.logcontext import LogContextMiddleware
 from resilience.asgi.ratelimit import RateLimitMiddleware
 from resilience.asgi.valet import ValetKeyApp
-from resilience.web.keys import RequestKey, client_ip, header, key_from
 from resilience.web.plans import PlanLimits
+from resilience.web.request_keys import RequestKey, client_ip, header, key_from
 from resilience.web.rules import Rule
 
 __all__ = [

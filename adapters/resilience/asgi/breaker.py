@@ -2,8 +2,8 @@
 
 Outcomes are judged on what the client got: a 5xx response (or an
 exception escaping the app) is a failure, anything else a success.  This
-uses the breaker's permit API directly (permit, then ``on_success`` /
-``on_failure``), so the breaker's own ``failure_if`` is not needed and a
+uses the breaker's guard (``aguard``), which takes the permit, times the
+request and reports it, so the breaker's own ``failure_if`` is not needed and a
 streamed response is judged by its status as soon as it finishes.  A
 request cancelled by a client disconnect counts as nothing.
 """
@@ -14,7 +14,6 @@ from collections.abc import Callable, Collection
 
 from resilience.asgi._asgi import ASGIApp, Receive, Scope, Send, StatusRecorder, send_problem
 from resilience.breaker import CircuitBreaker
-from resilience.clock import now_function
 from resilience.web.headers import retry_after_seconds
 from resilience.web.problem import circuit_open_body
 from resilience.web.readiness import require_async_breaker
@@ -33,7 +32,7 @@ class CircuitBreakerMiddleware:
     neither guards nor counts (health checks).
     """
 
-    __slots__ = ("_body", "_failures", "_now", "_timed", "app", "breaker", "exempt")
+    __slots__ = ("_body", "_failures", "app", "breaker", "exempt")
 
     def __init__(
         self,
@@ -51,8 +50,6 @@ class CircuitBreakerMiddleware:
         self.app = app
         self.breaker = breaker
         self._failures = check_statuses(failure_statuses, "failure_statuses")
-        self._now = now_function(breaker.clock)
-        self._timed = breaker.config.slow_call_duration is not None
         self._body = circuit_open_body(breaker.name)
         self.exempt = check_exempt(exempt)
 
@@ -60,26 +57,17 @@ class CircuitBreakerMiddleware:
         if scope["type"] != "http" or (self.exempt is not None and self.exempt(scope)):
             await self.app(scope, receive, send)
             return
-        breaker = self.breaker
-        permit = await breaker.apermit()
-        if not permit.allowed:
-            seconds = retry_after_seconds(permit.retry_after) or 1
-            await send_problem(send, 503, self._body, [(b"retry-after", b"%d" % seconds)])
-            return
-        start = self._now() if self._timed else 0.0
-        recorder = StatusRecorder(send)
-        try:
+        # The guard times the request and classifies an escaping exception
+        # (record/ignore decide; a cancelled probe fails, a cancelled closed call counts nothing).
+        async with self.breaker.aguard(refuse=False) as guard:
+            if not guard.allowed:
+                seconds = retry_after_seconds(guard.permit.retry_after) or 1
+                await send_problem(send, 503, self._body, [(b"retry-after", b"%d" % seconds)])
+                return
+            recorder = StatusRecorder(send)
             await self.app(scope, receive, recorder.send)
-        except BaseException as exc:  # record/ignore decide; a cancelled probe fails
-            await breaker.aon_error(permit, exc, start if self._timed else self._now())
-            raise
-        if recorder.status in self._failures or not recorder.status:
-            await breaker.aon_failure(permit, self._elapsed(start))
-        else:
-            await breaker.aon_success(permit, self._elapsed(start))
-
-    def _elapsed(self, start: float) -> float:
-        return self._now() - start if self._timed else 0.0
+            if recorder.status in self._failures or not recorder.status:
+                guard.fail()
 
     def __repr__(self) -> str:
         return f"CircuitBreakerMiddleware({self.app!r}, {self.breaker!r})"

@@ -24,10 +24,9 @@ from resilience.asgi._asgi import (
 from resilience.ratelimit.decision import Decision, StoreFullDecision
 from resilience.ratelimit.limiter import RateLimiter
 from resilience.web.headers import HeaderStyle, retry_after_seconds
-from resilience.web.keys import DEFAULT_KEY, RequestKey
-from resilience.web.limiting import refund, shape
 from resilience.web.plans import PlanLimits, PlanTables
 from resilience.web.problem import bad_request_body
+from resilience.web.request_keys import DEFAULT_KEY, RequestKey
 from resilience.web.rules import Cost, Route, RouteTable, Rule, check_exempt, check_statuses
 
 __all__ = ["RateLimitMiddleware"]
@@ -149,7 +148,7 @@ class RateLimitMiddleware:
             await _refuse(send, route, decision)
             return
         if decision.delay:
-            await shape(route.limiter, key, cost, decision.delay)
+            await route.limiter.await_delay(key, cost, decision.delay)
         headers = route.headers
         if not self._refund:
             if headers is None:
@@ -173,7 +172,7 @@ class RateLimitMiddleware:
         )
         await self.app(scope, receive, recorder.send)
         if recorder.status in self._refund:
-            refund(route.limiter, key, cost)
+            route.limiter.refund(key, cost)
 
     def __repr__(self) -> str:
         return f"RateLimitMiddleware({self.app!r}, {self._default.limiter!r})"

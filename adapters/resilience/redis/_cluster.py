@@ -14,7 +14,7 @@ connection the same way.
 So the store routes a decision itself: the slot of its key (the ``{...}``
 hash tag the table always writes) names the master in the client's slot map,
 and a per-node runner (the same own-connection runner as for one server,
-:mod:`resilience.redis._exec`) sends the ``EVALSHA`` on a connection of its
+:mod:`resilience.redis._runners`) sends the ``EVALSHA`` on a connection of its
 own, bounded by the store's ``timeout``.  The client is used only for its
 topology: loaded once (``initialize()``, which concurrent first calls share
 and never cancel), and refreshed in the background after a failure
@@ -38,7 +38,7 @@ from typing import Any
 from redis.crc import key_slot
 from redis.exceptions import MovedError
 from resilience.errors import StoreUnavailable
-from resilience.redis._exec import AsyncRunner, SyncRunner, unavailable
+from resilience.redis._runners import AsyncRunner, SyncRunner, unavailable
 from resilience.redis._scripts import Call
 
 __all__ = ["REFRESH_INTERVAL", "AsyncClusterRunner", "SyncClusterRunner", "is_cluster_client"]

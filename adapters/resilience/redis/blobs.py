@@ -35,7 +35,7 @@ from collections.abc import Generator
 from typing import Any, Final
 
 from resilience.claimcheck.errors import PayloadMissing
-from resilience.claimcheck.store import DIGEST_ID, BlobWriter
+from resilience.claimcheck.store import DIGEST_ID, BlobWriter, check_commit
 from resilience.clock import SYSTEM_CLOCK
 from resilience.policy import Io, drive_async, drive_sync
 
@@ -341,14 +341,8 @@ class RedisBlobStore:
         expires_at: float | None,
         now: float,
     ) -> _Steps:
-        if not isinstance(writer, _RedisWriter) or writer._store is not self:
-            raise TypeError("commit() needs a writer from this store's begin()")
-        if writer.done:
-            raise ValueError("commit() after commit or abort")
-        if not DIGEST_ID.fullmatch(digest):
-            raise ValueError(f"digest must be lowercase hex SHA-256, got {digest!r}")
-        if writer.size != size:
-            raise ValueError(f"size {size} does not match the {writer.size} bytes written")
+        check_commit(writer, _RedisWriter, self, digest, size)
+        assert isinstance(writer, _RedisWriter)
         yield from writer._flush_steps(final=True)
         ttl = self._ttl_ms(expires_at, now)
         exp = self._expiry_ms(expires_at)

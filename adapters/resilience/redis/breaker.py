@@ -16,17 +16,21 @@ with ``CircuitOpen``; either way the failure is counted and emitted as
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import TYPE_CHECKING, Any, Concatenate, Literal, ParamSpec, TypeVar
 
-from resilience.breaker.config import BreakerConfig, check_duration
-from resilience.breaker.state import BreakerSnapshot, CircuitState, Permit, Transition
+from resilience._validate import positive_seconds
+from resilience.breaker.config import BreakerConfig
 from resilience.breaker.store import ClosedRecorder
+from resilience.breaker.values import BreakerSnapshot, CircuitState, Permit, Transition
 from resilience.breaker.windows import TimeWindow
+from resilience.clock import SYSTEM_CLOCK
 from resilience.errors import StoreUnavailable
 from resilience.events import EventBus, StoreFailed, default_bus
+from resilience.policy import Io, Steps, drive_async, drive_sync
 from resilience.redis._scripts import Call, Script, _read
 from resilience.redis.table import _escape, _number, _packed
 
@@ -67,6 +71,34 @@ def _transition(reply: bytes | str) -> Transition | None:
     if reply in _NO_TRANSITION:
         return None
     return _parse_transition(_as_bytes(reply))
+
+
+_Self = TypeVar("_Self")
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+
+def _driven(
+    steps: Callable[Concatenate[_Self, _P], Steps[_T]],
+) -> Callable[Concatenate[_Self, _P], _T]:
+    """A table operation run by the sync driver (no sleeps: the clock is never read)."""
+
+    @functools.wraps(steps)
+    def run(self: _Self, /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        return drive_sync(steps(self, *args, **kwargs), SYSTEM_CLOCK)
+
+    return run
+
+
+def _adriven(
+    steps: Callable[Concatenate[RedisBreakerTable, _P], Steps[_T]],
+) -> Callable[Concatenate[_AsyncOps, _P], Coroutine[Any, Any, _T]]:
+    """The same operation run by the async driver, as a method of the table's ``aio``."""
+
+    async def run(self: _AsyncOps, /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        return await drive_async(steps(self.table, *args, **kwargs), SYSTEM_CLOCK)
+
+    return run
 
 
 class RedisBreakerStore:
@@ -121,13 +153,13 @@ class RedisBreakerStore:
             raise ValueError(f"events must be an EventBus, got {events!r}")
         self.store = store
         self.on_store_error: OnStoreError = on_store_error
-        self.store_error_retry_after = check_duration(
+        self.store_error_retry_after = positive_seconds(
             store_error_retry_after, "store_error_retry_after"
         )
-        self.idle_ttl = None if idle_ttl is None else check_duration(idle_ttl, "idle_ttl")
-        self.held_ttl = check_duration(held_ttl, "held_ttl")
+        self.idle_ttl = None if idle_ttl is None else positive_seconds(idle_ttl, "idle_ttl")
+        self.held_ttl = positive_seconds(held_ttl, "held_ttl")
         self.probe_timeout = (
-            None if probe_timeout is None else check_duration(probe_timeout, "probe_timeout")
+            None if probe_timeout is None else positive_seconds(probe_timeout, "probe_timeout")
         )
         self.events = default_bus if events is None else events
 
@@ -214,6 +246,7 @@ class RedisBreakerTable:
         "_server_clock",
         "_slow_limit",
         "_sync",
+        "aio",
         "config",
         "key",
         "name",
@@ -257,6 +290,7 @@ class RedisBreakerTable:
         # The last closed permit and the reply it came from: no reply is empty.
         self._cached: tuple[bytes | str, Permit] = (b"", self._outage_permit)
         self.store_errors = 0
+        self.aio = _AsyncOps(self)
 
     # -- running scripts ------------------------------------------------------------------
 
@@ -264,7 +298,11 @@ class RedisBreakerTable:
         """``b""`` tells the script to read the server's clock."""
         return b"" if self._server_clock else _number(now)
 
-    def _run(self, call: Call, now: float, arg: bytes) -> Any:
+    def _script(self, call: Call, now: float, arg: bytes) -> Io:
+        """One script run as a driver step: the sync client or the asyncio one."""
+        return Io(self._run, self._arun, call, self.key, self._clock(now), arg)
+
+    def _run(self, call: Call, key: bytes, now: bytes, arg: bytes) -> Any:
         run = self._sync
         if run is None:
             raise TypeError(
@@ -272,16 +310,16 @@ class RedisBreakerTable:
                 "(acall, apermit, astate, ...), or pass a redis.Redis as client and the "
                 "asyncio one as async_client"
             )
-        return run(call, self.key, self._clock(now), arg)
+        return run(call, key, now, arg)
 
-    def _arun(self, call: Call, now: float, arg: bytes) -> Awaitable[Any]:
+    def _arun(self, call: Call, key: bytes, now: bytes, arg: bytes) -> Awaitable[Any]:
         run = self._async
         if run is None:
             raise TypeError(
                 "RedisStore has only a sync client: use the breaker's sync methods, or pass "
                 "a redis.asyncio.Redis as async_client"
             )
-        return run(call, self.key, self._clock(now), arg)
+        return run(call, key, now, arg)
 
     def _failed(self, exc: StoreUnavailable, operation: str, action: str) -> None:
         """Count a store failure and tell the event bus what the policy did."""
@@ -343,115 +381,90 @@ class RedisBreakerTable:
 
     @staticmethod
     def _control_arg(state: CircuitState | None) -> bytes:
-        if state is None:
-            return b"reset"
-        if state is CLOSED:
-            return b"closed"
-        if state is OPEN:
-            return b"open"
-        raise ValueError(f"state must be CircuitState.OPEN or CircuitState.CLOSED, got {state!r}")
+        return b"reset" if state is None else b"closed" if state is CLOSED else b"open"
 
-    # -- the table protocol (sync) ----------------------------------------------------------
+    # -- the operations, each one step generator for both drivers ----------------------
 
-    def state(self, now: float) -> CircuitState:
-        return self.snapshot(now).state
-
-    def acquire(self, now: float) -> Permit:
+    def _acquire_steps(self, now: float) -> Steps[Permit]:
         try:
-            reply = self._run(self._acquire, now, b"")
+            reply = yield self._script(self._acquire, now, b"")
         except StoreUnavailable as exc:
             return self._outage(exc, "acquire")
         return self._permit(reply)
 
-    def record(
+    def _record_steps(
         self, permit: Permit, failed: bool, duration: float, now: float
-    ) -> Transition | None:
+    ) -> Steps[Transition | None]:
         arg = self._outcome(permit, failed, duration)
         if arg is None:
             return None
         try:
-            return _transition(self._run(self._record, now, arg))
+            return _transition((yield self._script(self._record, now, arg)))
         except StoreUnavailable as exc:
             self._failed(exc, "record", "dropped")
             return None
 
-    def release(self, permit: Permit, now: float) -> None:
+    def _release_steps(self, permit: Permit, now: float) -> Steps[None]:
         if permit.state is CLOSED or permit.token.__class__ is not int:
             return  # nothing to give back
         try:
-            self._run(self._release, now, b"%d" % permit.token)
+            yield self._script(self._release, now, b"%d" % permit.token)
         except StoreUnavailable as exc:
             self._failed(exc, "release", "dropped")
 
-    def force(self, state: CircuitState, now: float) -> Transition | None:
-        return self._apply(self._control_arg(state), now)
-
-    def reset(self, now: float) -> Transition | None:
-        return self._apply(b"reset", now)
-
-    def _apply(self, arg: bytes, now: float) -> Transition | None:
+    def _control_steps(self, state: CircuitState | None, now: float) -> Steps[Transition | None]:
+        arg = self._control_arg(state)
         try:
-            return _transition(self._run(self._control, now, arg))
+            return _transition((yield self._script(self._control, now, arg)))
         except StoreUnavailable as exc:
             self._failed(exc, "control", "raised")
             raise
 
-    def snapshot(self, now: float) -> BreakerSnapshot:
+    def _snapshot_steps(self, now: float) -> Steps[BreakerSnapshot]:
         try:
-            return self._snapshot(self._run(self._read, now, b""))
+            return self._snapshot((yield self._script(self._read, now, b"")))
         except StoreUnavailable as exc:
             return self._outage_snapshot(exc)
 
-    # -- async twins: the same scripts on the asyncio client -------------------------------
+    def _state_steps(self, now: float) -> Steps[CircuitState]:
+        return (yield from self._snapshot_steps(now)).state
 
-    async def astate(self, now: float) -> CircuitState:
-        return (await self.asnapshot(now)).state
+    def _force_steps(self, state: CircuitState, now: float) -> Steps[Transition | None]:
+        if state is not CLOSED and state is not OPEN:
+            raise ValueError(
+                f"state must be CircuitState.OPEN or CircuitState.CLOSED, got {state!r}"
+            )
+        return (yield from self._control_steps(state, now))
 
-    async def aacquire(self, now: float) -> Permit:
-        try:
-            reply = await self._arun(self._acquire, now, b"")
-        except StoreUnavailable as exc:
-            return self._outage(exc, "acquire")
-        return self._permit(reply)
+    def _reset_steps(self, now: float) -> Steps[Transition | None]:
+        return (yield from self._control_steps(None, now))
 
-    async def arecord(
-        self, permit: Permit, failed: bool, duration: float, now: float
-    ) -> Transition | None:
-        arg = self._outcome(permit, failed, duration)
-        if arg is None:
-            return None
-        try:
-            return _transition(await self._arun(self._record, now, arg))
-        except StoreUnavailable as exc:
-            self._failed(exc, "record", "dropped")
-            return None
+    # -- the table protocol: the sync driver here, the async one in ``aio`` -----------------
 
-    async def arelease(self, permit: Permit, now: float) -> None:
-        if permit.state is CLOSED or permit.token.__class__ is not int:
-            return
-        try:
-            await self._arun(self._release, now, b"%d" % permit.token)
-        except StoreUnavailable as exc:
-            self._failed(exc, "release", "dropped")
-
-    async def aforce(self, state: CircuitState, now: float) -> Transition | None:
-        return await self._aapply(self._control_arg(state), now)
-
-    async def areset(self, now: float) -> Transition | None:
-        return await self._aapply(b"reset", now)
-
-    async def _aapply(self, arg: bytes, now: float) -> Transition | None:
-        try:
-            return _transition(await self._arun(self._control, now, arg))
-        except StoreUnavailable as exc:
-            self._failed(exc, "control", "raised")
-            raise
-
-    async def asnapshot(self, now: float) -> BreakerSnapshot:
-        try:
-            return self._snapshot(await self._arun(self._read, now, b""))
-        except StoreUnavailable as exc:
-            return self._outage_snapshot(exc)
+    state = _driven(_state_steps)
+    acquire = _driven(_acquire_steps)
+    record = _driven(_record_steps)
+    release = _driven(_release_steps)
+    force = _driven(_force_steps)
+    reset = _driven(_reset_steps)
+    snapshot = _driven(_snapshot_steps)
 
     def __repr__(self) -> str:
         return f"RedisBreakerTable(name={self.name!r}, key={self.key!r})"
+
+
+class _AsyncOps:
+    """A Redis table's ``aio``: the same step generators, awaited on the asyncio client."""
+
+    __slots__ = ("table",)
+
+    def __init__(self, table: RedisBreakerTable) -> None:
+        self.table = table
+
+    state = _adriven(RedisBreakerTable._state_steps)
+    acquire = _adriven(RedisBreakerTable._acquire_steps)
+    record = _adriven(RedisBreakerTable._record_steps)
+    release = _adriven(RedisBreakerTable._release_steps)
+    force = _adriven(RedisBreakerTable._force_steps)
+    reset = _adriven(RedisBreakerTable._reset_steps)
+    snapshot = _adriven(RedisBreakerTable._snapshot_steps)

@@ -24,15 +24,15 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import math
 import warnings
 from collections.abc import Callable, Coroutine
 from typing import Any, Literal
 
+from resilience import _validate
 from resilience.breaker.config import BreakerConfig
 from resilience.ratelimit.algorithms.base import Algorithm, check_period
 from resilience.redis._cluster import AsyncClusterRunner, SyncClusterRunner, is_cluster_client
-from resilience.redis._exec import AsyncRunner, SyncRunner, timeout_problems
+from resilience.redis._runners import AsyncRunner, SyncRunner, timeout_problems
 from resilience.redis.breaker import RedisBreakerStore, RedisBreakerTable
 from resilience.redis.table import RedisTable
 
@@ -99,18 +99,9 @@ class RedisStore:
             raise ValueError(f"key_prefix must be a string without braces, got {key_prefix!r}")
         if clock not in ("server", "client"):
             raise ValueError(f"clock must be 'server' or 'client', got {clock!r}")
-        if isinstance(ttl_margin, bool) or not isinstance(ttl_margin, int | float):
-            raise ValueError(f"ttl_margin must be a number of seconds, got {ttl_margin!r}")
-        if not (0 <= ttl_margin < math.inf):
-            raise ValueError(f"ttl_margin must be finite and not negative, got {ttl_margin!r}")
-        if (
-            isinstance(max_key_length, bool)
-            or not isinstance(max_key_length, int)
-            or max_key_length < 1
-        ):
-            raise ValueError(f"max_key_length must be a positive integer, got {max_key_length!r}")
-        if isinstance(connections, bool) or not isinstance(connections, int) or connections < 0:
-            raise ValueError(f"connections must be a whole number >= 0, got {connections!r}")
+        _validate.non_negative_number(ttl_margin, "ttl_margin", unit="number of seconds")
+        _validate.whole_number(max_key_length, "max_key_length")
+        _validate.whole_number(connections, "connections", minimum=0)
         self.key_prefix = key_prefix
         self.clock: ClockChoice = clock
         self.timeout = check_period(timeout, "timeout")

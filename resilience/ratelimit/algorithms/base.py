@@ -22,6 +22,7 @@ import math
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
+from resilience import _validate
 from resilience.ratelimit.decision import Decision
 
 _new = tuple.__new__  # builds a Decision without the NamedTuple __new__ wrapper (2x faster)
@@ -39,32 +40,20 @@ INF = math.inf
 
 def check_count(value: object, field: str) -> int:
     """Validate a positive whole number (limit, burst, capacity, buckets)."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        if isinstance(value, float) and math.isfinite(value) and value.is_integer() and value >= 1:
-            return int(value)
-        raise ValueError(f"{field} must be a positive integer, got {value!r}")
-    if value < 1:
-        raise ValueError(f"{field} must be a positive integer, got {value!r}")
-    return value
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer() and value >= 1:
+        return int(value)  # "limit=100.0" from a parsed rate
+    return _validate.whole_number(value, field)
 
 
 def check_period(value: object, field: str = "period") -> float:
     """Validate a positive, finite duration in seconds."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"{field} must be a positive number of seconds, got {value!r}")
-    period = float(value)
-    if not (period > 0.0 and math.isfinite(period)):
-        raise ValueError(f"{field} must be a positive, finite number of seconds, got {value!r}")
-    return period
+    return _validate.positive_seconds(value, field)
 
 
 def check_cost(value: object) -> float:
     """Validate a request cost: positive and finite."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"cost must be a positive number, got {value!r}")
-    if not (value > 0 and math.isfinite(value)):
-        raise ValueError(f"cost must be a positive, finite number, got {value!r}")
-    return value
+    _validate.positive_number(value, "cost")
+    return value  # type: ignore[return-value]  # as given: an int cost stays an int
 
 
 def wait_until(now: float, target: float) -> float:
@@ -111,7 +100,9 @@ class Algorithm(ABC):
         """Seconds after which a key that spent its whole capacity at once is full again.
 
         What a client can plan on: ``capacity`` at once, every ``horizon``
-        seconds, is always admitted (the RateLimit-Policy header's window).
+        seconds, is always admitted (the RateLimit-Policy header's window).  It is
+        also the furthest ``full_at`` lies after ``now`` on a clock that only moves
+        forward: what :meth:`settle` and a full memory store rely on.
         """
         return self.period
 
@@ -122,6 +113,12 @@ class Algorithm(ABC):
     @abstractmethod
     def full_at(self, state: Any) -> float:
         """The time from which ``state`` is equivalent to "never seen" (full)."""
+
+    def settle(self, state: Any, now: float) -> Any:
+        """``state`` as a decision at ``now`` would see it: a clock that stepped back moves
+        what lies further ahead than :attr:`horizon` (see each algorithm); may update in
+        place.  For stores that judge states without deciding (reclamation)."""
+        return state
 
     def params(self) -> dict[str, object]:
         """Configuration as plain data (for specs, logs and the Redis scripts)."""

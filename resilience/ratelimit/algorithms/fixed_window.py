@@ -4,6 +4,10 @@ Cheap and easy to explain, and famous for its boundary burst: a client can
 spend the whole limit at the end of one window and again at the start of the
 next, so ``2 * limit`` pass within a few moments.  ``resilience replay`` shows
 it next to the sliding log and GCRA.
+
+After a clock steps back before the start of a key's window, that window is
+re-anchored to start at the new ``now`` (count kept): the key waits at most
+one period, and its windows are aligned again once the re-anchored one ends.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ __all__ = ["FixedWindow"]
 
 
 class FixedWindow(Algorithm):
-    """At most ``limit`` cost per window ``[k*period, (k+1)*period)`` of the clock."""
+    """At most ``limit`` cost per window ``[k*period, (k+1)*period)`` of a forward clock."""
 
     kind: ClassVar[str] = "fixed-window"
     __slots__ = ()
@@ -49,10 +53,13 @@ class FixedWindow(Algorithm):
             end = state[0]
             used = state[1]
             start = state[2]
-        elif state is not None and now < state[2]:  # a clock behind the newest window
-            end = state[0]  # counts in it, never in a rebuilt (forgiven) older one
+        elif state is not None and now < state[2]:
+            # A clock behind the newest window (stepped back, or another host's): that
+            # window restarts now with its count (never a rebuilt, forgiven older one),
+            # so the wait is at most one period, however far the clock went back.
+            start = state[2] = now
+            end = state[0] = now + self.period
             used = state[1]
-            start = state[2]
         else:
             window = window_index(now, self.period)
             start = window * self.period
@@ -74,6 +81,12 @@ class FixedWindow(Algorithm):
         if now + retry_after < end:  # rare: rounding; walk up to the exact float
             retry_after = wait_until(now, end)
         return state, _new(Decision, (False, limit, int(limit - used), retry_after, end - now))
+
+    def settle(self, state: list[float] | None, now: float) -> list[float] | None:
+        if state is not None and now < state[2]:  # as decide does
+            state[2] = now
+            state[0] = now + self.period
+        return state
 
     def full_at(self, state: list[float] | None) -> float:
         return -INF if state is None else state[0]

@@ -7,6 +7,10 @@ the one before them weighted by how much of it still overlaps the window
 (``buckets=1`` is the classic "previous window weighted" counter).  More
 buckets make the estimate finer; work per decision stays O(1) amortised
 because the total is kept running, not recounted.
+
+A clock that steps back before the newest sub-bucket relabels it (and those
+before it) as the stepped clock's: nothing counted is dropped, and the
+longest refusal stays the period plus the rest of the current sub-bucket.
 """
 
 from __future__ import annotations
@@ -96,6 +100,22 @@ class SlidingWindowCounter(Algorithm):
             ring[current % slots] = 0  # reuses the slot of the bucket that left
         state.move(current, self._width, n, slots)
 
+    def _rebase(self, state: _Counter, index: int) -> None:
+        """Relabel the newest sub-bucket as ``index`` (earlier), keeping every count.
+
+        A clock that stepped back then sees the counts where a forward clock would
+        have put them, so its refusals last at most what they would have without
+        the step (the period plus the rest of the sub-bucket).  O(buckets), rare.
+        """
+        n = self.buckets
+        slots = self._slots
+        delta = state.index - index
+        shift = delta % slots
+        ring = state.ring
+        ring[:] = ring[shift:] + ring[:shift]
+        state.last -= delta
+        state.move(index, self._width, n, slots)
+
     def _threshold(self, index: int, weighted: float, total: float, cost: float) -> float:
         """Earliest time within sub-bucket ``index`` at which ``cost`` fits (INF if none)."""
         room = self.limit - cost - total
@@ -121,8 +141,8 @@ class SlidingWindowCounter(Algorithm):
                 state = _Counter(self._slots, index, width, self.buckets)
             elif index > state.index:
                 self._advance(state, index)
-            else:  # a clock that went backwards: stay in the newest sub-bucket
-                index = state.index
+            else:  # a clock that went backwards: the counts move to its sub-bucket
+                self._rebase(state, index)
         ring = state.ring
         weighted = ring[state.wslot]
         total = state.total
@@ -172,6 +192,13 @@ class SlidingWindowCounter(Algorithm):
                 reset if reset > 0.0 else 0.0,
             ),
         )
+
+    def settle(self, state: _Counter | None, now: float) -> _Counter | None:
+        if state is not None and now < state.start:
+            index = window_index(now, self._width)
+            if index < state.index:  # as decide does
+                self._rebase(state, index)
+        return state
 
     def _reset(self, state: _Counter, now: float) -> float:
         at = self.full_at(state)

@@ -8,6 +8,7 @@ counter or GCRA for large limits.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import deque
 from typing import ClassVar
@@ -61,6 +62,8 @@ class SlidingWindowLog(Algorithm):
             state = _Log()
         times = state.times
         costs = state.costs
+        if times and times[-1] > now:
+            _restamp(times, now)
         # An entry admitted at t counts during [t, t + period).
         while times and times[0] + period <= now:
             times.popleft()
@@ -75,28 +78,27 @@ class SlidingWindowLog(Algorithm):
             reset = times[-1] + period - now if times else 0.0
             return state, _new(Decision, (False, limit, int(limit - total), INF, reset))
         if total + cost <= limit:
-            # A clock behind the newest entry (another host's) stamps the entry with the
-            # newest time: the log stays sorted, so the front is always the oldest and
-            # retry_after stays exact; the entry counts a little longer, never shorter.
-            stamp = times[-1] if times and times[-1] > now else now
-            times.append(stamp)
+            times.append(now)
             costs.append(cost)
             state.total = total + cost
             if cost != 1:
                 state.odd += 1
-            reset = period if stamp == now else stamp + period - now
-            return state, _new(Decision, (True, limit, int(limit - total - cost), 0.0, reset))
-        need = total + cost - limit  # cost that must leave the window first
+            return state, _new(Decision, (True, limit, int(limit - total - cost), 0.0, period))
         if not state.odd:
+            need = total + cost - limit  # cost that must leave the window first
             # Every entry costs 1: the first ceil(need) entries must go.  O(1), so a
             # client hammering a key with a large limit cannot make rejections scan it.
             allow_at = times[math.ceil(need) - 1] + period
         else:
-            freed: float = 0
+            # Replay the running total as the pops above will compute it (the same
+            # subtractions in the same order, zero once the log is empty), so a retry
+            # at allow_at is admitted even when fractional costs leave float residue.
+            left = total
+            last = len(times) - 1
             allow_at = INF
-            for t, c in zip(times, costs, strict=True):
-                freed += c
-                if freed >= need:
+            for i, (t, c) in enumerate(zip(times, costs, strict=True)):
+                left = left - c if i < last else 0
+                if left + cost <= limit:
                     allow_at = t + period
                     break
         retry_after = allow_at - now
@@ -107,7 +109,26 @@ class SlidingWindowLog(Algorithm):
             (False, limit, int(limit - total), retry_after, times[-1] + period - now),
         )
 
+    def settle(self, state: _Log | None, now: float) -> _Log | None:
+        if state is not None and state.times and state.times[-1] > now:
+            _restamp(state.times, now)
+        return state
+
     def full_at(self, state: _Log | None) -> float:
         if state is None or not state.times:
             return -INF
         return state.times[-1] + self.period
+
+
+def _restamp(times: deque[float], now: float) -> None:
+    """Entries stamped after ``now`` (a clock that stepped back, or another host's) count from now.
+
+    The log stays sorted, so the front is always the oldest and retry_after stays
+    exact; no entry counts longer than a period from ``now``, so nobody waits out
+    the step.  A forward clock never gets here.
+    """
+    moved = 0
+    while times and times[-1] > now:
+        times.pop()
+        moved += 1
+    times.extend(itertools.repeat(now, moved))

@@ -9,6 +9,14 @@ interval``, and moves ``s`` to ``max(s, now) + c * interval``.  One float per
 key is what keeps idle keys small, and ``s <= now`` is exactly "back to full",
 which is what the store uses to reclaim keys.
 
+A clock that steps backwards (NTP, or hosts whose clocks disagree) can find
+``s`` further ahead of ``now`` than any admission could have put it (an
+empty bucket is ``s = now + burst * interval``).  ``s`` is then pulled back
+to exactly that, "empty as of now", so nobody waits out the step: the
+longest refusal stays ``cost * interval``.  A forward-moving clock never
+gets there (a margin of a few ulps absorbs rounding), so its decisions are
+exactly what they were.
+
 The classes differ in their parameters and, for the leaky bucket in
 ``"shape"`` mode, in what an admission means: the request is queued and must
 wait ``Decision.delay`` so that requests leave at the steady rate.
@@ -33,22 +41,27 @@ __all__ = ["GCRA", "LeakyBucket", "TokenBucket"]
 
 _ROUND = 1e-9  # tolerance when flooring the informational ``remaining`` count
 _FLOAT_SLACK = 4.5e-16  # two float roundings per addition, relative to the state's magnitude
+# Relative margin (2**-49: a few ulps) on top of the admission's own slack before a state
+# counts as ahead of anything an admission can produce: rounding, nothing more.
+_ULPS = 2.0**-49
 
 
 class _VirtualTime(Algorithm):
     """Shared transition for the one-float algorithms."""
 
-    __slots__ = ("_burst", "_interval", "_shape")
+    __slots__ = ("_burst", "_interval", "_shape", "_span")
 
     _burst: int
     _interval: float
     _shape: bool
+    _span: float  # burst * interval: how far ahead of now an empty bucket's state is
 
     def _setup(self, limit: object, period: object, burst: object, burst_field: str) -> None:
         self.limit = check_count(limit, "limit")
         self.period = check_period(period)
         self._burst = self.limit if burst is None else check_count(burst, burst_field)
         self._interval = self.period / self.limit
+        self._span = self._burst * self._interval
         self._shape = False
 
     @property
@@ -75,6 +88,7 @@ class _VirtualTime(Algorithm):
             remaining = int(burst - cost + _ROUND)
             return full_at, _new(Decision, (True, self.limit, remaining, 0.0, full_at - now))
         if cost > burst:
+            state = self.behind(state, now)
             return state, self.reject_forever(
                 int(burst - (state - now) / interval + _ROUND), state - now
             )
@@ -98,6 +112,15 @@ class _VirtualTime(Algorithm):
                 shaped.delay = state - now
                 return full_at, shaped
             return full_at, _new(Decision, (True, self.limit, remaining, 0.0, full_at - now))
+        # Rejected.  Further ahead than an empty bucket, which no admission produces (so
+        # the admitted path above never needs this test): a clock that stepped back.
+        if state - now > self._span:
+            state = self.behind(state, now)
+            allow_at = (
+                state
+                - (burst - cost) * interval
+                - (state if state > 0 else -state) * ((burst - 1) * _FLOAT_SLACK)
+            )
         remaining = int(burst - (state - now) / interval + _ROUND)
         retry_after = allow_at - now
         if now + retry_after < allow_at:  # rare: rounding; walk up to the exact float
@@ -112,6 +135,19 @@ class _VirtualTime(Algorithm):
                 state - now,
             ),
         )
+
+    def settle(self, state: float | None, now: float) -> float | None:
+        if state is not None and state - now > self._span:
+            return self.behind(state, now)
+        return state
+
+    def behind(self, state: float, now: float) -> float:
+        """``state`` seen from a clock that stepped back: never more than empty as of ``now``."""
+        span = self._span
+        size = abs(state)
+        if state - now > span + size * ((self._burst - 1) * _FLOAT_SLACK) + (size + span) * _ULPS:
+            return now + span
+        return state  # within the admission's slack of empty: what a forward clock produces
 
     def full_at(self, state: float | None) -> float:
         return -INF if state is None else state

@@ -15,6 +15,12 @@ end
 
 if st == OPEN then
   if held == 1 or now < until_t then
+    if held == 0 and until_t - now > open_duration then
+      -- A clock that stepped back (NTP moving TIME, or a client clock): open for at
+      -- most open_duration from now (OpenState.behind).
+      until_t = now + open_duration
+      save_state()
+    end
     return permit(0, OPEN, open_wait())
   end
   local transition = enter(HALF, 'open_duration_elapsed', 0)
@@ -31,6 +37,11 @@ if in_flight + succeeded < max_probes then
   return permit(1, HALF, 0)
 end
 
+if since > now then
+  -- A clock that stepped back: the probes' timeout counts from now at the latest.
+  since = now
+  save_state()
+end
 if probe_timeout >= 0 and now >= since + probe_timeout then
   -- The probes have not all reported in time (a prober died?): reopen.
   local transition = enter(OPEN, 'probe_timeout', 0)

@@ -69,10 +69,14 @@ local function enter(new, reason, hold)
   return LETTER[old] .. LETTER[new] .. ':' .. reason
 end
 
--- OpenState.retry_after
+-- OpenState.retry_after (never more than open_duration: a clock that stepped back
+-- finds until_t further ahead, and the next acquire pulls it back, OpenState.behind)
 local function open_wait()
   if held == 1 then
     return open_duration
+  end
+  if until_t - now > open_duration then
+    return wait_until(now, now + open_duration)
   end
   return wait_until(now, until_t)
 end

@@ -48,8 +48,19 @@ if raw then
         ring[current % slots + 1] = 0
       end
     end
-  elseif index < current then -- a clock that went backwards: stay in the newest bucket
-    index = current
+  elseif index < current then
+    -- A clock that went backwards: relabel the newest sub-bucket as its own, keeping
+    -- every count, so its refusals last no longer than without the step (_rebase).
+    changed = true
+    local delta = current - index
+    local shift = delta % slots
+    local old = ring
+    ring = {}
+    for i = 0, slots - 1 do
+      ring[i + 1] = old[(i + shift) % slots + 1]
+    end
+    last = last - delta
+    current = index
   end
 else
   if cost > limit then
@@ -111,8 +122,7 @@ if cost > limit then
   return reply(0, floor_count(limit - estimate), INF, reset, 0)
 end
 
--- Admit when weighted * (1 - phase) <= room (the Python test, term for term: with a
--- clock behind the current sub-bucket, room >= weighted admits before its start).
+-- Admit when weighted * (1 - phase) <= room (the Python test, term for term).
 local room = limit - cost - total
 if room >= weighted or (room >= 0 and now >= index * width + width * (1.0 - room / weighted)) then
   local slot = index % slots + 1

@@ -28,6 +28,43 @@ elseif cost > limit then
   return reply(0, limit, INF, 0, 0)
 end
 
+-- Entries stamped after now (a clock that stepped back, or another host's with
+-- clock="client") count from now: the list stays sorted and none counts longer than
+-- a period from now, so nobody waits out the step (_restamp in the Python original).
+if exists then
+  local latest = newest
+  if latest == nil and #batch > 1 then -- (keys written before 2026-11-22 lack it)
+    latest = entry(redis.call('LINDEX', key, -1))
+  end
+  if latest and latest > now then
+    local high = redis.call('LLEN', key) - 1
+    local low_done = false
+    while high >= 1 and not low_done do
+      local low = high - BATCH + 1
+      if low < 1 then
+        low = 1
+      end
+      local chunk = redis.call('LRANGE', key, low, high)
+      for i = #chunk, 1, -1 do
+        local t, c = entry(chunk[i])
+        if t <= now then
+          low_done = true
+          break
+        end
+        if c == 1 then
+          redis.call('LSET', key, low + i - 1, pack(now))
+        else
+          redis.call('LSET', key, low + i - 1, pack(now, c))
+        end
+      end
+      high = low - 1
+    end
+    newest = now
+    redis.call('LSET', key, 0, pack(total, newest))
+    batch = redis.call('LRANGE', key, 0, FIRST)
+  end
+end
+
 -- Drop the entries that left the window: admitted at t, counted in [t, t + period).
 local popped = 0
 local first = 2
@@ -92,42 +129,42 @@ if cost > limit then
 end
 
 if total + cost <= limit then
-  -- A clock behind the newest entry (another host's) stamps the entry with the
-  -- newest time: the list stays sorted (as in the Python original).
-  local stamp = now
-  local reset = period
-  if kept and newest and newest > now then -- (keys written before 2026-11-22 lack it)
-    stamp = newest
-    reset = stamp + period - now
-  end
   local e
   if cost == 1 then
-    e = pack(stamp)
+    e = pack(now)
   else
-    e = pack(stamp, cost)
+    e = pack(now, cost)
   end
   if exists then
-    store_total(total + cost, stamp)
+    store_total(total + cost, now)
     redis.call('RPUSH', key, e)
   else
-    redis.call('RPUSH', key, pack(total + cost, stamp), e)
+    redis.call('RPUSH', key, pack(total + cost, now), e)
   end
-  redis.call('PEXPIRE', key, ttl_ms(reset, margin))
-  return reply(1, trunc(limit - total - cost), 0, reset, 0)
+  redis.call('PEXPIRE', key, ttl_ms(period, margin))
+  return reply(1, trunc(limit - total - cost), 0, period, 0)
 end
 
--- Rejected: the earliest time enough of the oldest entries have left.
-local need = total + cost - limit
-local freed = 0
+-- Rejected: the earliest time enough of the oldest entries have left, replaying the
+-- running total as the pops will compute it (zero once the list is empty), so a retry
+-- then is admitted even with float residue from fractional costs (as in Python).
+local left = total
+local count = redis.call('LLEN', key) - 1 - popped -- entries still in the window
 local allow_at = INF
 local pos = popped + 1
+local seen = 0
 local done = false
 while not done do
   local chunk = redis.call('LRANGE', key, pos, pos + BATCH - 1)
   for i = 1, #chunk do
     local t, c = entry(chunk[i])
-    freed = freed + c
-    if freed >= need then
+    seen = seen + 1
+    if seen < count then
+      left = left - c
+    else
+      left = 0
+    end
+    if left + cost <= limit then
       allow_at = t + period
       done = true
       break

@@ -25,7 +25,23 @@ if not state or state <= now then
   return reply(1, trunc(burst - cost + 1e-9), 0, full_at - now, 0)
 end
 
+-- A state further ahead of now than an empty bucket, which no admission produces: a
+-- clock that stepped back.  Pulled back to empty as of now, beyond the admission's
+-- slack and a few ulps, and stored, so the refusal answered is the one a retry meets
+-- (_VirtualTime.behind; only rejections can meet such a state).
+local span = burst * interval
+local function behind()
+  local size = math.abs(state)
+  if state - now > span + size * ((burst - 1) * 4.5e-16) + (size + span) * 1.7763568394002505e-15 then
+    state = now + span
+    redis.call('SET', key, pack(state), 'PX', ttl_ms(state - now, margin))
+    return true
+  end
+  return false
+end
+
 if cost > burst then
+  behind()
   return reply(0, trunc(burst - (state - now) / interval + 1e-9), INF, state - now, 0)
 end
 
@@ -45,6 +61,9 @@ if now >= allow_at then
   return reply(1, remaining, 0, full_at - now, delay)
 end
 
+if state - now > span and behind() then
+  allow_at = state - (burst - cost) * interval - math.abs(state) * ((burst - 1) * 4.5e-16)
+end
 local remaining = trunc(burst - (state - now) / interval + 1e-9)
 if remaining < 0 then
   remaining = 0

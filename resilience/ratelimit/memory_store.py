@@ -24,9 +24,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from resilience.errors import InvalidKey, StoreError, StoreFull
-from resilience.events import EventBus, RateLimitExceeded
-from resilience.metrics import Tally
+from resilience import _validate
+from resilience.errors import InvalidKey, StoreFull
 from resilience.ratelimit.algorithms.base import INF, Algorithm
 from resilience.ratelimit.decision import Decision
 
@@ -37,7 +36,14 @@ _MIN_SCAN_BATCH = 256
 
 
 class MemoryTable:
-    """One limiter's keys in a :class:`MemoryStore`."""
+    """One limiter's keys in a :class:`MemoryStore`.
+
+    Besides the :class:`~resilience.ratelimit.store.RateLimitTable` methods it
+    exposes its parts (:attr:`lock`, :attr:`data`, :attr:`step`, :meth:`insert`:
+    the :class:`~resilience.ratelimit.store.LocalTable` protocol), so that the
+    limiter can inline a decision into its own ``try_acquire`` closure.  The
+    table knows nothing of events or limiter policies.
+    """
 
     __slots__ = (
         "_algorithm",
@@ -79,7 +85,7 @@ class MemoryTable:
         data = self._data
         get = data.get
         step = self._step
-        decide_new = self._decide_new
+        insert = self.insert
 
         def decide(key: str, cost: float, now: float) -> Decision:
             """Atomically apply one request to ``key``'s state."""
@@ -87,7 +93,7 @@ class MemoryTable:
             try:
                 state = get(key)
                 if state is None:
-                    return decide_new(key, cost, now)
+                    return insert(key, cost, now)
                 new, decision = step(state, now, cost)
                 if new is not state:
                     data[key] = new
@@ -97,67 +103,20 @@ class MemoryTable:
 
         return decide
 
-    def bind_try_acquire(
-        self,
-        now: Callable[[], float],
-        check_cost: Callable[[float], object],
-        events: EventBus,
-        rejected: Callable[[str, float, Decision], None],
-        failed: Callable[[StoreError, str, float], Decision],
-        tally: Tally | None = None,
-    ) -> Callable[[str, float], Decision]:
-        """A limiter's whole ``try_acquire`` fused with this table, for speed.
+    @property
+    def lock(self) -> threading.Lock:
+        """The store's lock: hold it around every read and write of :attr:`data`."""
+        return self._lock
 
-        Same steps as ``RateLimiter.try_acquire`` over :attr:`decide`, written as
-        one closure: on CPython each Python call level costs ~70 ns, about a
-        tenth of the allowed path (DESIGN.md 5 budgets 600 ns for it all).
-        ``tally`` counts the decisions, under the table lock (exact with threads).
-        """
-        if tally is None:
-            tally = Tally()
-        acquire = self._lock.acquire
-        release = self._lock.release
-        data = self._data
-        get = data.get
-        step = self._step
-        decide_new = self._decide_new
+    @property
+    def data(self) -> dict[str, Any]:
+        """Per-key state; a missing key is full (never seen, or reclaimed)."""
+        return self._data
 
-        def try_acquire(key: str = "global", cost: float = 1) -> Decision:
-            if cost.__class__ is not int or cost < 1:
-                check_cost(cost)
-            try:
-                acquire()
-                try:
-                    # The clock is read under the lock: decisions on this table then see
-                    # non-decreasing times, whichever thread gets there first.
-                    at = now()
-                    state = get(key)
-                    if state is None:
-                        decision = decide_new(key, cost, at)
-                    else:
-                        new, decision = step(state, at, cost)
-                        if new is not state:
-                            data[key] = new
-                    if decision[0]:
-                        tally.allowed += 1
-                    else:
-                        tally.rejected += 1
-                finally:
-                    release()
-            except StoreError as exc:
-                return failed(exc, key, cost)
-            except TypeError:
-                if type(key) is not str:  # unhashable: the dict lookup itself refused it
-                    raise InvalidKey(
-                        f"rate-limit key must be a str, got {type(key).__name__}"
-                    ) from None
-                raise
-            if decision[0] or not events.wants(RateLimitExceeded):
-                return decision
-            rejected(key, cost, decision)
-            return decision
-
-        return try_acquire
+    @property
+    def step(self) -> Callable[[Any, float, float], tuple[Any, Decision]]:
+        """The algorithm's pure ``decide(state, now, cost) -> (state, Decision)``."""
+        return self._step
 
     def __len__(self) -> int:
         return len(self._data)
@@ -165,7 +124,12 @@ class MemoryTable:
     async def adecide(self, key: str, cost: float, now: float) -> Decision:
         return self.decide(key, cost, now)
 
-    def _decide_new(self, key: str, cost: float, now: float) -> Decision:
+    def insert(self, key: str, cost: float, now: float) -> Decision:
+        """Decide for a key not in :attr:`data` (call under :attr:`lock`).
+
+        Validates the key, makes room within ``max_keys`` (or raises
+        :class:`~resilience.errors.StoreFull`) and stores the new state.
+        """
         store = self._store
         if type(key) is not str:
             raise InvalidKey(f"rate-limit key must be a str, got {type(key).__name__}")
@@ -214,9 +178,15 @@ class MemoryTable:
         """Reclaim every full key; return (reclaimed, earliest time another one will be)."""
         data = self._data
         full_at = self._full_at
+        settle = self._algorithm.settle
         reclaimed = 0
         earliest = INF
         for key, state in list(data.items()):
+            # A clock that stepped back: judge (and keep) the state as the next decision
+            # would see it, so keys stop waiting out the step to be reclaimed.
+            settled = settle(state, now)
+            if settled is not state:
+                data[key] = state = settled
             at = full_at(state)
             if at <= now:
                 del data[key]
@@ -256,16 +226,8 @@ class MemoryStore:
     """
 
     def __init__(self, max_keys: int = 100_000, *, max_key_length: int = 1024) -> None:
-        if isinstance(max_keys, bool) or not isinstance(max_keys, int) or max_keys < 1:
-            raise ValueError(f"max_keys must be a positive integer, got {max_keys!r}")
-        if (
-            isinstance(max_key_length, bool)
-            or not isinstance(max_key_length, int)
-            or max_key_length < 1
-        ):
-            raise ValueError(f"max_key_length must be a positive integer, got {max_key_length!r}")
-        self.max_keys = max_keys
-        self.max_key_length = max_key_length
+        self.max_keys = _validate.whole_number(max_keys, "max_keys")
+        self.max_key_length = _validate.whole_number(max_key_length, "max_key_length")
         self._lock = threading.Lock()
         self._tables: list[MemoryTable] = []
         self._count = 0
@@ -294,8 +256,9 @@ class MemoryStore:
 
     def _make_room(self, now: float, asking: MemoryTable) -> None:
         """Called under the lock when full: reclaim, or refuse the new key."""
-        if now < self._next_reclaim_at:
-            raise StoreFull(self._full_message(), self._next_reclaim_at - now)
+        ahead = self._next_reclaim_at - now
+        if ahead > 0 and ahead <= self._horizon():  # else the clock stepped back: sweep
+            raise StoreFull(self._full_message(), ahead)
         reclaimed = 0
         earliest = INF
         for table in self._tables:
@@ -303,12 +266,16 @@ class MemoryStore:
             reclaimed += got
             earliest = min(earliest, at)
         # Every key left is full no earlier than `earliest`; keys inserted from now on
-        # lower the bound as they arrive (see _decide_new), so while it lies ahead the
+        # lower the bound as they arrive (see insert), so while it lies ahead the
         # store can refuse at once instead of sweeping max_keys entries again.
         self._next_reclaim_at = earliest
         if reclaimed:
             return
         raise StoreFull(self._full_message(), earliest - now)
+
+    def _horizon(self) -> float:
+        """How far ahead of now a key's full_at can lie on a forward clock, over all tables."""
+        return max((table._algorithm.horizon for table in self._tables), default=0.0)
 
     def _full_message(self) -> str:
         return (

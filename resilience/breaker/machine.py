@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, ClassVar, Protocol
 
 from resilience.breaker.decider import PROBE_FAILED
 from resilience.breaker.metrics import new_metrics
-from resilience.breaker.state import BreakerSnapshot, CircuitState, Permit, Transition
+from resilience.breaker.values import BreakerSnapshot, CircuitState, Permit, Transition
 
 if TYPE_CHECKING:
     from resilience.breaker.config import BreakerConfig
@@ -191,7 +191,10 @@ class OpenState(State):
     """Calls are rejected until ``open_duration`` has passed (forever while held).
 
     Nothing recorded while open touches the timer: permits issued before the
-    circuit opened belong to an earlier state and are ignored.
+    circuit opened belong to an earlier state and are ignored.  A clock that
+    stepped back finds ``until`` more than ``open_duration`` ahead: the timer is
+    then pulled back to ``now + open_duration`` (under the lock), so nobody
+    waits out the step.  A forward clock never gets there.
     """
 
     __slots__ = ("until",)
@@ -203,12 +206,16 @@ class OpenState(State):
         self.until = math.inf if held else now + ctx.config.open_duration
 
     def retry_after(self, now: float) -> float:
+        open_duration = self.ctx.config.open_duration
         if self.held:
-            return self.ctx.config.open_duration
-        return wait_until(now, self.until)
+            return open_duration
+        until = self.until
+        if until - now > open_duration:  # a clock that stepped back (see behind)
+            until = now + open_duration
+        return wait_until(now, until)
 
     def try_acquire(self, now: float) -> Permit | None:
-        """Refuse without the lock while the timer runs (``until`` never changes)."""
+        """Refuse without the lock while the timer runs (only ``behind`` moves it)."""
         until = self.until
         if now >= until:
             return None  # time for the half-open transition: under the lock
@@ -216,6 +223,8 @@ class OpenState(State):
             delay = self.ctx.config.open_duration
         else:
             delay = until - now
+            if delay > self.ctx.config.open_duration:
+                return None  # a clock that stepped back: the timer moves under the lock
             if now + delay < until:
                 delay = wait_until(now, until)
         return _new(Permit, (False, OPEN, delay, self, None))
@@ -225,7 +234,14 @@ class OpenState(State):
             ctx = self.ctx
             transition = ctx.enter(HALF_OPEN, now, OPEN_DURATION_ELAPSED)
             return ctx.current.acquire(now)._replace(transition=transition)
+        self.behind(now)
         return _new(Permit, (False, OPEN, self.retry_after(now), self, None))
+
+    def behind(self, now: float) -> None:
+        """Never open for more than ``open_duration`` from ``now`` (lock held)."""
+        open_duration = self.ctx.config.open_duration
+        if not self.held and self.until - now > open_duration:
+            self.until = now + open_duration
 
     def effective(self, now: float) -> CircuitState:
         return HALF_OPEN if now >= self.until else OPEN

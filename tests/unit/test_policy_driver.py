@@ -1,19 +1,15 @@
-"""Core plumbing: the step drivers, decorator dispatch, FakeClock, invariant helpers, events."""
+"""The step drivers (``drive_sync``/``drive_async``) and sync/async dispatch."""
 
 from __future__ import annotations
 
 import asyncio
 import functools
-import math
-import threading
 from typing import Any
 
 import pytest
 
-from resilience.clock import SYSTEM_CLOCK, resolve_clock
-from resilience.events import EventBus, RetryScheduled, StructlogSink
 from resilience.policy import CALL, Steps, drive_async, drive_sync, is_async_callable
-from resilience.testing import FakeClock, max_admitted_in_window
+from resilience.testing import FakeClock
 
 
 def retry_twice() -> Steps[Any]:
@@ -84,57 +80,3 @@ def test_is_async_callable() -> None:
     assert is_async_callable(AsyncCallable())
     assert not is_async_callable(lambda: None)
     assert not is_async_callable(print)
-
-
-def test_fake_clock_validation_and_threaded_sleepers() -> None:
-    clock = FakeClock(10.0, auto_advance=False)
-    with pytest.raises(ValueError):
-        clock.advance(-1)
-    with pytest.raises(ValueError):
-        clock.advance(math.nan)
-    with pytest.raises(ValueError):
-        FakeClock(math.inf)
-    woke: list[float] = []
-    t = threading.Thread(target=lambda: (clock.sleep(2.0), woke.append(clock.monotonic())))
-    t.start()
-    clock.advance(1.0)
-    assert woke == []
-    clock.advance(1.0)
-    t.join(timeout=5)
-    assert woke == [12.0]
-
-
-def test_clock_resolution() -> None:
-    assert resolve_clock(None) is SYSTEM_CLOCK
-    with pytest.raises(ValueError, match="clock"):
-        resolve_clock(object())  # type: ignore[arg-type]
-    assert SYSTEM_CLOCK.monotonic() > 0
-
-
-@pytest.mark.parametrize(
-    ("times", "period", "expected"),
-    [
-        ([], 1.0, 0),
-        ([0.0, 0.5, 0.99, 1.0, 1.5], 1.0, 3),
-        ([0.0, 1.0, 2.0], 1.0, 1),
-        ([5.0] * 4, 0.1, 4),
-    ],
-)
-def test_max_admitted_in_window(times: list[float], period: float, expected: int) -> None:
-    assert max_admitted_in_window(times, period) == expected
-
-
-def test_structlog_sink_and_levels() -> None:
-    lines: list[tuple[str, str, dict[str, Any]]] = []
-
-    class Logger:
-        def __getattr__(self, level: str) -> Any:
-            return lambda kind, **fields: lines.append((level, kind, fields))
-
-    bus = EventBus([StructlogSink(Logger(), min_level="info")])
-    bus.emit(RetryScheduled("api", attempt=2, delay=0.5, error="boom"))
-    assert lines == [
-        ("info", "retry_scheduled", {"policy": "api", "attempt": 2, "delay": 0.5, "error": "boom"})
-    ]
-    with pytest.raises(ValueError):
-        StructlogSink(min_level="verbose")

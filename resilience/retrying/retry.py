@@ -23,7 +23,7 @@ import functools
 import math
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar, cast
 
 import tenacity
@@ -31,6 +31,7 @@ from tenacity.retry import retry_base, retry_if_exception, retry_if_result
 from tenacity.stop import stop_after_attempt, stop_any, stop_base, stop_before_delay
 from tenacity.wait import WaitBaseT, wait_base, wait_none
 
+from resilience import _validate
 from resilience.clock import Clock, now_function, resolve_clock
 from resilience.events import EventBus, RetryScheduled, default_bus
 from resilience.policy import (
@@ -129,23 +130,8 @@ class _CallState(tenacity.RetryCallState):
 
 
 def exception_types(on: object) -> tuple[type[BaseException], ...]:
-    types = (on,) if isinstance(on, type) else on
-    if not isinstance(types, Iterable):
-        raise ValueError(f"on must be an exception type or a tuple of them, got {on!r}")
-    out = tuple(types)
-    if not out or not all(isinstance(t, type) and issubclass(t, BaseException) for t in out):
-        raise ValueError(f"on must be an exception type or a tuple of them, got {on!r}")
-    return out
-
-
-def _optional_seconds(value: object, field: str, *, positive: bool = True) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
-        raise ValueError(f"{field} must be a number of seconds or None, got {value!r}")
-    if value < 0 or (positive and value == 0):
-        raise ValueError(f"{field} must be positive, got {value!r}")
-    return float(value)
+    """``on=``: an exception class or a non-empty tuple of them."""
+    return _validate.exception_types(on, "on")
 
 
 def _describe(exc: BaseException) -> str:
@@ -192,26 +178,22 @@ class Retry(Policy):
         events: EventBus | None = None,
         retry_if_result: Callable[[Any], bool] | None = None,
     ) -> None:
-        if retry_if_result is not None and not callable(retry_if_result):
-            raise ValueError(f"retry_if_result must be a callable or None, got {retry_if_result!r}")
-        self.retry_if_result = retry_if_result
-        if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
-            raise ValueError(f"attempts must be a whole number >= 1, got {attempts!r}")
+        self.retry_if_result = _validate.callable_or_none(retry_if_result, "retry_if_result")
+        _validate.whole_number(attempts, "attempts")
         if backoff is not None and not callable(backoff):
             raise ValueError(
                 f"backoff must be a Backoff or a tenacity wait strategy, got {backoff!r}"
             )
         if budget is not None and not isinstance(budget, RetryBudget):
             raise ValueError(f"budget must be a RetryBudget or None, got {budget!r}")
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"name must be a non-empty string, got {name!r}")
+        _validate.non_empty_str(name, "name")
         self.attempts = attempts
         self.on = exception_types(on)
         self.backoff = backoff
-        self.deadline = _optional_seconds(deadline, "deadline")
+        self.deadline = _validate.optional_seconds(deadline, "deadline", positive=True)
         self.budget = budget
         self.respect_retry_after = bool(respect_retry_after)
-        cap = _optional_seconds(max_retry_after, "max_retry_after", positive=False)
+        cap = _validate.optional_seconds(max_retry_after, "max_retry_after")
         if cap is None or cap == math.inf:
             raise ValueError(f"max_retry_after must be a finite number, got {max_retry_after!r}")
         self.max_retry_after = cap

@@ -9,13 +9,14 @@ favour of the server's clock.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from resilience.ratelimit.algorithms.base import Algorithm
 from resilience.ratelimit.decision import Decision
 
-__all__ = ["RateLimitStore", "RateLimitTable"]
+__all__ = ["LocalTable", "RateLimitStore", "RateLimitTable"]
 
 
 @runtime_checkable
@@ -32,6 +33,29 @@ class RateLimitTable(Protocol):
 
     def refund(self, key: str, cost: float, now: float) -> None:
         """Give back ``cost`` (a shaped waiter that was cancelled before it left)."""
+        ...
+
+
+@runtime_checkable
+class LocalTable(RateLimitTable, Protocol):
+    """A table whose state is a dict in this process, guarded by a lock.
+
+    The limiter builds its ``try_acquire`` from these parts (one closure, no
+    call into the table on the allowed path); ``decide`` must mean exactly:
+    under ``lock``, ``step`` the state in ``data``, or ``insert`` a new key.
+    """
+
+    @property
+    def lock(self) -> threading.Lock: ...
+
+    @property
+    def data(self) -> dict[str, Any]: ...
+
+    @property
+    def step(self) -> Callable[[Any, float, float], tuple[Any, Decision]]: ...
+
+    def insert(self, key: str, cost: float, now: float) -> Decision:
+        """Decide for a key absent from ``data``; called with ``lock`` held."""
         ...
 
 
