@@ -39,6 +39,7 @@ async def serve_asgi(app: Any, **options: Any) -> AsyncIterator[str]:
         "port": 0,
         "log_level": "warning",
         "lifespan": "auto",
+        "http": "h11",  # the same parser whether or not httptools (the bench extra) is installed
         "ws": "websockets-sansio",
         "proxy_headers": False,  # uvicorn would rewrite the peer from X-Forwarded-For itself
         "h11_max_incomplete_event_size": 512 * 1024,  # lets 64 KiB headers reach the app
