@@ -199,6 +199,7 @@ class CircuitBreaker(Policy):
         """
         table, emit, failure_if, clock = self._table, self._emit, self._failure_if, self.clock
         guarded, error, checked = self._guarded, self._classifier.error, self._checked
+        refusal = self._refusal
         settle_now, finish_now = self._settle_now, self._finish_now
         local, now, acquire, tally = self._local, self._now, table.acquire, self.tally
 
@@ -209,10 +210,10 @@ class CircuitBreaker(Policy):
             elif local:
                 start = now()
                 permit = acquire(start)
-                if permit.transition is not None or not permit.allowed:
-                    refused = checked(permit)  # raised here: one traceback frame less
-                    if refused is not None:
-                        raise refused
+                if not permit.allowed:
+                    raise refusal(permit)  # here: one traceback frame less (see _refusal)
+                if permit.transition is not None:
+                    checked(permit)
             else:
                 return drive_sync(guarded(), clock, fn, args, kwargs)
             tally.allowed += 1
@@ -235,10 +236,10 @@ class CircuitBreaker(Policy):
             elif local:
                 start = now()
                 permit = acquire(start)
-                if permit.transition is not None or not permit.allowed:
-                    refused = checked(permit)  # raised here: one traceback frame less
-                    if refused is not None:
-                        raise refused
+                if not permit.allowed:
+                    raise refusal(permit)  # here: one traceback frame less (see _refusal)
+                if permit.transition is not None:
+                    checked(permit)
             else:
                 return await drive_async(guarded(), clock, fn, args, kwargs)
             tally.allowed += 1
@@ -276,19 +277,29 @@ class CircuitBreaker(Policy):
     def _acquire(self, now: float, *, refuse: bool) -> Steps[Permit]:
         aio = self._aio
         permit: Permit = yield Io(self._table.acquire, None if aio is None else aio.acquire, now)
-        refused = self._checked(permit)
-        if refused is None:
+        if refuse and not permit.allowed:
+            raise self._refusal(permit)
+        if self._checked(permit) is None:
             self.tally.allowed += 1
-        elif refuse:
-            raise refused
         return permit
 
     def _checked(self, permit: Permit) -> CircuitOpen | None:
         """Emit the permit's transition; the ``CircuitOpen`` to raise if it refuses."""
-        if permit.transition is not None:  # open -> half-open (a remote store may also refuse)
-            self._emit(permit.transition)
         if permit.allowed:
+            if permit.transition is not None:  # open -> half-open
+                self._emit(permit.transition)
             return None
+        return self._refusal(permit)
+
+    def _refusal(self, permit: Permit) -> CircuitOpen:
+        """A refusing permit's ``CircuitOpen``, counted, its transition emitted.
+
+        Callers raise it straight from the call (``raise self._refusal(p)``), never
+        from a local: error -> traceback -> frame -> local is a cycle that only the
+        garbage collector frees (it measured +400 ns per refusal).
+        """
+        if permit.transition is not None:  # a remote store may move and refuse at once
+            self._emit(permit.transition)
         self.tally.rejected += 1
         error: CircuitOpen = _CircuitOpen(self.name, permit.retry_after)
         return error

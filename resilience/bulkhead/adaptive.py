@@ -14,10 +14,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Literal, ParamSpec, TypeVar
 
 from resilience._validate import whole_number
-from resilience.bulkhead.bulkhead import Bulkhead
+from resilience.bulkhead.bulkhead import FULL, Bulkhead
 from resilience.bulkhead.limits import AIMD, Gradient, LimitAlgorithm
 from resilience.clock import Clock
-from resilience.errors import BulkheadFull
 from resilience.events import EventBus
 from resilience.policy import CALL, Steps, drive_async, drive_sync
 
@@ -89,10 +88,10 @@ class AdaptiveBulkhead(Bulkhead):
 
     def _steps(self) -> Steps[Any]:  # the result is the call's
         """Take a slot (queueing if need be), CALL, and feed the latency to the algorithm."""
-        refused = self._take()
-        if refused is not None:
-            if isinstance(refused, BulkheadFull):
-                raise refused
+        verdict = self._take()
+        if verdict is not None:
+            if verdict is FULL:
+                raise self._rejected("full")
             yield from self._queue()
         inflight = self._active
         start = self._now()

@@ -90,6 +90,14 @@ class _Queue:
 
 QUEUE: Final = _Queue()
 """``Bulkhead._take``'s answer when every slot is taken and the caller may queue."""
+FULL: Final = _Queue()
+"""``Bulkhead._take``'s answer when every slot is taken and nobody may queue.
+
+The caller builds the ``BulkheadFull`` in its ``raise`` statement: an
+exception held in a local of the raising frame would form a cycle (error,
+traceback, frame, local) that only the garbage collector frees, which
+measured +400 ns per refusal.
+"""
 
 
 def _resolve(future: asyncio.Future[None]) -> None:
@@ -177,10 +185,10 @@ class Bulkhead(Policy):
 
     def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run ``fn`` in a slot (waiting in the queue if allowed); else raise ``BulkheadFull``."""
-        refused = self._take()
-        if refused is not None:  # raised here, not in _take: one traceback frame less
-            if isinstance(refused, BulkheadFull):
-                raise refused
+        verdict = self._take()
+        if verdict is not None:  # raised here, not in _take: one traceback frame less
+            if verdict is FULL:
+                raise self._rejected("full")
             drive_sync(self._queue(), self.clock)
         try:
             return fn(*args, **kwargs)
@@ -189,10 +197,10 @@ class Bulkhead(Policy):
 
     async def acall(self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """Await ``fn`` in a slot; a cancelled or timed-out waiter takes no slot."""
-        refused = self._take()
-        if refused is not None:  # raised here, not in _take: one traceback frame less
-            if isinstance(refused, BulkheadFull):
-                raise refused
+        verdict = self._take()
+        if verdict is not None:  # raised here, not in _take: one traceback frame less
+            if verdict is FULL:
+                raise self._rejected("full")
             await drive_async(self._queue(), self.clock)
         try:
             return await fn(*args, **kwargs)
@@ -201,8 +209,8 @@ class Bulkhead(Policy):
 
     # -- slots ------------------------------------------------------------------
 
-    def _take(self) -> BulkheadFull | _Queue | None:
-        """Take a free slot (``None``); else ``QUEUE``, or the refusal when nobody may queue."""
+    def _take(self) -> _Queue | None:
+        """Take a free slot (``None``); else ``QUEUE``, or ``FULL`` when nobody may queue."""
         lock = self._lock
         lock.acquire()  # acquire/release: cheaper than ``with`` on this path
         if self._active < self._limit and not self._waiters:
@@ -215,7 +223,7 @@ class Bulkhead(Policy):
             return QUEUE
         self.tally.rejected += 1
         lock.release()
-        return self._rejected("full")
+        return FULL
 
     def _queue(self) -> Steps[None]:
         """Queue for a slot and wait for it (the wait is the driver's); one path for both."""
