@@ -33,6 +33,7 @@ __all__ = [
     "StoreFailed",
     "StructlogSink",
     "default_bus",
+    "resolve_bus",
     "LEVELS",
 ]
 
@@ -284,3 +285,12 @@ class EventBus:
 
 default_bus = EventBus([StructlogSink()])
 """The bus every policy uses unless given ``events=``.  Starts with a structlog sink."""
+
+
+def resolve_bus(events: EventBus | None) -> EventBus:
+    """A policy's ``events=`` option: ``None`` is :data:`default_bus`, else an ``EventBus``."""
+    if events is None:
+        return default_bus
+    if not isinstance(events, EventBus):
+        raise ValueError(f"events must be an EventBus, got {events!r}")
+    return events

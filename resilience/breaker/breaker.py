@@ -33,7 +33,7 @@ from resilience.breaker.values import BreakerSnapshot, CircuitState, Permit, Tra
 from resilience.breaker.windows import CountWindow, Window
 from resilience.clock import Clock, now_function, resolve_clock
 from resilience.errors import CircuitOpen
-from resilience.events import CircuitStateChanged, EventBus, default_bus
+from resilience.events import CircuitStateChanged, EventBus, resolve_bus
 from resilience.metrics import Tally
 from resilience.policy import CALL, Io, Policy, Steps, drive_async, drive_sync, is_async_callable
 
@@ -153,8 +153,6 @@ class CircuitBreaker(Policy):
         self._failure_if = self._classifier.failure_if
         if clock is not None and not callable(getattr(clock, "monotonic", None)):
             raise ValueError(f"clock must have a monotonic() method, got {clock!r}")
-        if events is not None and not isinstance(events, EventBus):
-            raise ValueError(f"events must be an EventBus, got {events!r}")
         if store is not None and not callable(getattr(store, "breaker_table", None)):
             raise ValueError(
                 f"store must be able to hold breaker state (breaker_table), got {store!r}"
@@ -162,7 +160,7 @@ class CircuitBreaker(Policy):
         self.name = name
         self.clock = resolve_clock(clock)
         self._now = now_function(self.clock)
-        self._events = default_bus if events is None else events
+        self._events = resolve_bus(events)
         self.store: BreakerStore = MemoryBreakerStore() if store is None else store
         self._table: BreakerTable = self.store.breaker_table(name, self.config, self._now)
         self._local = bool(self._table.local)

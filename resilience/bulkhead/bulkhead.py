@@ -36,7 +36,7 @@ from resilience.clock import (
     sleep_sync,
 )
 from resilience.errors import BulkheadFull
-from resilience.events import BulkheadRejected, EventBus, default_bus
+from resilience.events import BulkheadRejected, EventBus, resolve_bus
 from resilience.metrics import Tally
 from resilience.policy import Io, Policy, Steps, drive_async, drive_sync
 
@@ -154,9 +154,7 @@ class Bulkhead(Policy):
         self.clock = resolve_clock(clock)
         self._system = isinstance(self.clock, SystemClock)
         self._now = now_function(self.clock)
-        if events is not None and not isinstance(events, EventBus):
-            raise ValueError(f"events must be an EventBus, got {events!r}")
-        self._events = default_bus if events is None else events
+        self._events = resolve_bus(events)
         self._lock = threading.Lock()
         self._active = 0
         self._waiters: deque[_Waiter] = deque()

@@ -26,7 +26,7 @@ from resilience.events import (
     IdempotencyConflict,
     IdempotentReplay,
     StoreFailed,
-    default_bus,
+    resolve_bus,
 )
 from resilience.idempotency.codec import (
     Codec,
@@ -129,8 +129,6 @@ class Idempotent(Policy):
             raise ValueError(f"codec must have encode() and decode(), got {codec!r}")
         if name is not None and not isinstance(name, str):
             raise ValueError(f"name must be a string, got {name!r}")
-        if events is not None and not isinstance(events, EventBus):
-            raise ValueError(f"events must be an EventBus, got {events!r}")
         self.store = store
         self.key = key
         self.ttl = _validate.positive_seconds(ttl, "ttl")
@@ -141,7 +139,7 @@ class Idempotent(Policy):
         self.clock = resolve_clock(clock)
         self.codec: Codec = codec if codec is not None else JsonCodec()
         self.name = name or ""
-        self._events = default_bus if events is None else events
+        self._events = resolve_bus(events)
         self._keeper = keeper if keeper is not None else KEEPER
         self._bound: dict[Callable[..., Any], tuple[str, bool]] = {}
 

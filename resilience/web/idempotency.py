@@ -32,7 +32,7 @@ from resilience.events import (
     IdempotencyConflict,
     IdempotentReplay,
     StoreFailed,
-    default_bus,
+    resolve_bus,
 )
 from resilience.idempotency.decorator import default_store
 from resilience.idempotency.record import (
@@ -239,8 +239,6 @@ class IdempotencyCore:
             raise ValueError(f"required must be a bool, got {required!r}")
         _validate.callable_or_none(principal, "principal", what="callable(request) -> str | None")
         _validate.whole_number(max_body, "max_body", minimum=0)
-        if events is not None and not isinstance(events, EventBus):
-            raise ValueError(f"events must be an EventBus, got {events!r}")
         self._store = store
         self.methods = chosen
         self.header = header
@@ -253,7 +251,7 @@ class IdempotencyCore:
         self.max_body = max_body
         self.clock = resolve_clock(clock)
         self.name = name
-        self._events = default_bus if events is None else events
+        self._events = resolve_bus(events)
         self._missing = Refusal(
             400,
             _problem(

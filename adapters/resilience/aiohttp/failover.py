@@ -44,7 +44,7 @@ from resilience.aiohttp._failover_types import (
 from resilience.breaker import CircuitBreaker, MemoryBreakerStore
 from resilience.breaker.values import Permit
 from resilience.clock import Clock, now_function, resolve_clock
-from resilience.events import EventBus, FailoverAttempt, FailoverSwitched, default_bus
+from resilience.events import EventBus, FailoverAttempt, FailoverSwitched, resolve_bus
 from resilience.failover.credentials import carries_credentials, strip_credentials
 from resilience.failover.eligibility import has_idempotency_key, is_replayable_body
 from resilience.failover.origins import Origin, parse_origin
@@ -126,9 +126,7 @@ class FailoverClient:
         self.forward_credentials = forward_credentials
         self.clock = resolve_clock(clock)
         self._now = now_function(self.clock)
-        if events is not None and not isinstance(events, EventBus):
-            raise ValueError(f"events must be an EventBus, got {events!r}")
-        self._events = default_bus if events is None else events
+        self._events = resolve_bus(events)
         if breakers is None:
             breakers = (
                 default_breaker(f"{name}.primary", self.clock, self._events),

@@ -22,14 +22,14 @@ import math
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Concatenate, Literal, ParamSpec, TypeVar
 
-from resilience._validate import positive_seconds
+from resilience._validate import one_of, positive_seconds
 from resilience.breaker.config import BreakerConfig
 from resilience.breaker.store import ClosedRecorder
 from resilience.breaker.values import BreakerSnapshot, CircuitState, Permit, Transition
 from resilience.breaker.windows import TimeWindow
 from resilience.clock import SYSTEM_CLOCK
 from resilience.errors import StoreUnavailable
-from resilience.events import EventBus, StoreFailed, default_bus
+from resilience.events import EventBus, StoreFailed, resolve_bus
 from resilience.policy import Io, Steps, drive_async, drive_sync
 from resilience.redis._scripts import Call, Script, _read
 from resilience.redis.table import _escape, _number, _packed
@@ -145,12 +145,7 @@ class RedisBreakerStore:
 
         if not isinstance(store, RedisStore):
             raise ValueError(f"store must be a RedisStore, got {store!r}")
-        if on_store_error not in ("fail_open", "fail_closed"):
-            raise ValueError(
-                f"on_store_error must be 'fail_open' or 'fail_closed', got {on_store_error!r}"
-            )
-        if events is not None and not isinstance(events, EventBus):
-            raise ValueError(f"events must be an EventBus, got {events!r}")
+        one_of(on_store_error, "on_store_error", ("fail_open", "fail_closed"))
         self.store = store
         self.on_store_error: OnStoreError = on_store_error
         self.store_error_retry_after = positive_seconds(
@@ -161,7 +156,7 @@ class RedisBreakerStore:
         self.probe_timeout = (
             None if probe_timeout is None else positive_seconds(probe_timeout, "probe_timeout")
         )
-        self.events = default_bus if events is None else events
+        self.events = resolve_bus(events)
 
     @property
     def supports_async(self) -> bool:

@@ -29,8 +29,9 @@ import hashlib
 import math
 from typing import Any, Literal
 
+from resilience._validate import one_of
 from resilience.errors import InvalidKey, StoreUnavailable
-from resilience.events import EventBus, StoreFailed, default_bus
+from resilience.events import EventBus, StoreFailed, resolve_bus
 from resilience.idempotency.record import (
     CLAIM_ACQUIRED,
     CLAIM_REUSED,
@@ -112,17 +113,12 @@ class RedisIdempotencyStore:
             raise ValueError("pass either client(s) or store=, not both")
         if not isinstance(key_prefix, str) or "{" in key_prefix or "}" in key_prefix:
             raise ValueError(f"key_prefix must be a string without braces, got {key_prefix!r}")
-        if on_store_error not in ("fail_open", "fail_closed"):
-            raise ValueError(
-                f"on_store_error must be 'fail_open' or 'fail_closed', got {on_store_error!r}"
-            )
-        if events is not None and not isinstance(events, EventBus):
-            raise ValueError(f"events must be an EventBus, got {events!r}")
+        one_of(on_store_error, "on_store_error", ("fail_open", "fail_closed"))
         self.store = store
         self.key_prefix = key_prefix
         self.on_store_error: OnStoreError = on_store_error
         self.max_key_length = max_key_length
-        self.events = default_bus if events is None else events
+        self.events = resolve_bus(events)
         self.store_errors = 0
         self.resent = 0  # transitions sent a second time after a failure
         self._server_clock = store.clock == "server"
