@@ -266,8 +266,7 @@ class S3BlobStore:
         expires_at: float | None,
         now: float,
     ) -> str:
-        check_commit(writer, _S3Writer, self, digest, size)
-        assert isinstance(writer, _S3Writer)
+        writer = check_commit(writer, _S3Writer, self, digest, size)
         index = self._index_key(digest)
         try:
             existing = self._read(index)

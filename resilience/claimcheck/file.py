@@ -219,8 +219,7 @@ class FileBlobStore:
         expires_at: float | None,
         now: float,
     ) -> str:
-        check_commit(writer, _FileWriter, self, digest, size)
-        assert isinstance(writer, _FileWriter)
+        writer = check_commit(writer, _FileWriter, self, digest, size)
         try:
             if self.fsync:
                 os.fsync(writer._fd)

@@ -108,8 +108,7 @@ class MemoryBlobStore:
         expires_at: float | None,
         now: float,
     ) -> str:
-        check_commit(writer, _MemoryWriter, self, digest, size)
-        assert isinstance(writer, _MemoryWriter)
+        writer = check_commit(writer, _MemoryWriter, self, digest, size)
         with self._lock:
             writer.done = True
             blob = self._blobs.get(digest)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable
-from typing import Any, Final, Protocol, runtime_checkable
+from typing import Any, Final, Protocol, TypeVar, runtime_checkable
 
 from resilience.policy import Io
 
@@ -52,8 +52,11 @@ class BlobWriter(Protocol):
         ...
 
 
-def check_commit(writer: BlobWriter, own: type, store: object, digest: str, size: int) -> None:
-    """What every store's ``commit`` checks before filing an upload.
+W = TypeVar("W")
+
+
+def check_commit(writer: BlobWriter, own: type[W], store: object, digest: str, size: int) -> W:
+    """What every store's ``commit`` checks before filing an upload; the writer as ``own``.
 
     The writer must be this store's own and still open, the digest a content
     address, and the size the number of bytes actually written.
@@ -67,6 +70,7 @@ def check_commit(writer: BlobWriter, own: type, store: object, digest: str, size
     written = getattr(writer, "size", None)
     if written != size:
         raise ValueError(f"size {size} does not match the {written} bytes written")
+    return writer
 
 
 @runtime_checkable

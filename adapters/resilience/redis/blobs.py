@@ -341,8 +341,7 @@ class RedisBlobStore:
         expires_at: float | None,
         now: float,
     ) -> _Steps:
-        check_commit(writer, _RedisWriter, self, digest, size)
-        assert isinstance(writer, _RedisWriter)
+        writer = check_commit(writer, _RedisWriter, self, digest, size)
         yield from writer._flush_steps(final=True)
         ttl = self._ttl_ms(expires_at, now)
         exp = self._expiry_ms(expires_at)
