@@ -21,12 +21,12 @@ import threading
 import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar, cast
 
 from resilience import _validate
 from resilience.clock import Clock, now_function, resolve_clock
 from resilience.errors import BulkheadFull, CircuitOpen, RateLimited
-from resilience.policy import Policy
+from resilience.policy import CALL, Policy, Steps, drive_async, drive_sync
 
 __all__ = ["REJECTIONS", "Observer", "Tally", "Timed", "Tracked", "Tracker", "pattern_of"]
 
@@ -182,7 +182,7 @@ class Timed(Policy):
     reads and an observation) is paid only where asked for.
     """
 
-    __slots__ = ("_now", "_observe", "name")
+    __slots__ = ("_clock", "_now", "_observe", "name")
 
     def __init__(self, name: str, observe: Observer, clock: Clock | None = None) -> None:
         _validate.non_empty_str(name, "name")
@@ -190,26 +190,21 @@ class Timed(Policy):
             raise ValueError(f"observe must be callable, got {observe!r}")
         self.name = name
         self._observe = observe
-        self._now = now_function(resolve_clock(clock))
+        self._clock = resolve_clock(clock)
+        self._now = now_function(self._clock)
 
     def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
-        start = self._now()
-        outcome = "error"
-        try:
-            result = fn(*args, **kwargs)
-            outcome = "ok"
-            return result
-        except REJECTIONS:
-            outcome = "rejected"
-            raise
-        finally:
-            self._observe(self.name, outcome, self._now() - start)
+        return cast(R, drive_sync(self._timed(), self._clock, fn, args, kwargs))
 
     async def acall(self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs) -> R:
+        return cast(R, await drive_async(self._timed(), self._clock, fn, args, kwargs))
+
+    def _timed(self) -> Steps[Any]:
+        """Run the call once (both drivers) and report its outcome and duration."""
         start = self._now()
         outcome = "error"
         try:
-            result = await fn(*args, **kwargs)
+            result = yield CALL
             outcome = "ok"
             return result
         except REJECTIONS:
