@@ -216,15 +216,19 @@ class CircuitBreaker(Policy):
                 return drive_sync(guarded(), clock, fn, args, kwargs)
             tally.allowed += 1
             try:
-                result = fn(*args, **kwargs)
+                # An empty **kwargs still goes through a dict: ~20 ns saved without it.
+                result = fn(*args, **kwargs) if kwargs else fn(*args)
             except BaseException as exc:
                 settle_now(permit, error(exc), start)
                 raise
             if fast is None or failure_if is not None:
                 return finish_now(permit, result, start)
-            transition = fast.success()
-            if transition is not None:
-                emit(transition)
+            seq = fast.success_seq()  # fast.success(), inlined: one call level less
+            fast.mark = seq
+            if seq == fast.crossing:
+                transition = fast.judge(seq)
+                if transition is not None:
+                    emit(transition)
             return result
 
         async def arun(fn: Callable[..., Awaitable[Any]], args: Any, kwargs: Any) -> Any:
@@ -242,15 +246,18 @@ class CircuitBreaker(Policy):
                 return await drive_async(guarded(), clock, fn, args, kwargs)
             tally.allowed += 1
             try:
-                result = await fn(*args, **kwargs)
+                result = await (fn(*args, **kwargs) if kwargs else fn(*args))
             except BaseException as exc:
                 settle_now(permit, error(exc), start)
                 raise
             if fast is None or failure_if is not None:
                 return finish_now(permit, result, start)
-            transition = fast.success()
-            if transition is not None:
-                emit(transition)
+            seq = fast.success_seq()  # fast.success(), inlined: one call level less
+            fast.mark = seq
+            if seq == fast.crossing:
+                transition = fast.judge(seq)
+                if transition is not None:
+                    emit(transition)
             return result
 
         return run, arun

@@ -97,12 +97,12 @@ class ClosedState(State):
     """
 
     __slots__ = (
-        "_crossing",
         "_decider",
         "_last_failure",
         "_metrics",
         "_minimum",
         "_run",
+        "crossing",
         "lock_free",
         "mark",
         "permit",
@@ -124,7 +124,7 @@ class ClosedState(State):
         # window up to minimum_calls; the lock-free path judges at that one call.
         uses_min = config.decider.uses_minimum_calls
         self._minimum = config.decider.minimum_calls
-        self._crossing = self._minimum if uses_min and not held else 0
+        self.crossing = self._minimum if uses_min and not held else 0
         self.success_seq = metrics.tick
         self.lock_free = metrics.lock_free
 
@@ -132,8 +132,12 @@ class ClosedState(State):
         """Count one plain (not failed, not slow) success without the lock (if ``lock_free``)."""
         seq = self.success_seq()
         self.mark = seq
-        if seq != self._crossing:
+        if seq != self.crossing:
             return None
+        return self.ctx.judge(self, seq)
+
+    def judge(self, seq: int) -> Transition | None:
+        """Whether the plain success numbered ``seq`` (``crossing``) moves the circuit."""
         return self.ctx.judge(self, seq)
 
     @property

@@ -29,10 +29,33 @@ __all__ = ["AsyncBreakerOps", "BreakerStore", "BreakerTable", "ClosedRecorder", 
 
 
 class ClosedRecorder(Protocol):
-    """An in-process shortcut for the closed hot path (see ``BreakerTable.closed``)."""
+    """An in-process shortcut for the closed hot path (see ``BreakerTable.closed``).
+
+    ``success()`` counts one plain success.  The breaker's hot path inlines it
+    (one Python call level is about a fifth of the closed path's cost), so its
+    parts are part of the contract: ``seq = success_seq()``, store ``mark = seq``,
+    and only when ``seq == crossing`` ask ``judge(seq)`` for a transition.
+    """
 
     @property
     def permit(self) -> Permit: ...
+
+    mark: int
+    """The sequence number of the latest plain success."""
+
+    @property
+    def crossing(self) -> int:
+        """The one success sequence number that may move the circuit (0: none)."""
+        ...
+
+    @property
+    def success_seq(self) -> Callable[[], int]:
+        """A lock-free counter: the next success's sequence number."""
+        ...
+
+    def judge(self, seq: int) -> Transition | None:
+        """Whether the success numbered ``seq`` (== ``crossing``) moves the circuit."""
+        ...
 
     def success(self) -> Transition | None:
         """Count one plain (not failed, not slow, untimed) success, lock-free."""

@@ -93,8 +93,8 @@ def bind_try_acquire(
                         data[key] = new
                 if decision[0]:
                     tally.allowed += 1
-                else:
-                    tally.rejected += 1
+                    return decision  # (the finally releases the lock)
+                tally.rejected += 1
             finally:
                 release()
         except StoreError as exc:
@@ -105,9 +105,8 @@ def bind_try_acquire(
                     f"rate-limit key must be a str, got {type(key).__name__}"
                 ) from None
             raise
-        if decision[0] or not events.wants(RateLimitExceeded):
-            return decision
-        rejected(key, cost, decision)
+        if events.wants(RateLimitExceeded):
+            rejected(key, cost, decision)
         return decision
 
     return try_acquire_local

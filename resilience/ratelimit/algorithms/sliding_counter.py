@@ -15,6 +15,7 @@ longest refusal stays the period plus the rest of the current sub-bucket.
 
 from __future__ import annotations
 
+from math import floor as _math_floor
 from typing import ClassVar
 
 from resilience.ratelimit.algorithms.base import (
@@ -160,7 +161,7 @@ class SlidingWindowCounter(Algorithm):
             ring[state.cur] += cost
             state.total = total + cost
             state.last = index
-            remaining = int(limit - estimate - cost + 1e-9)
+            remaining = _math_floor(limit - estimate - cost + 1e-9)  # int() agrees: clamped
             return state, _new(
                 Decision,
                 (
@@ -181,7 +182,7 @@ class SlidingWindowCounter(Algorithm):
         if now + retry_after < allow_at:  # rare: rounding; walk up to the exact float
             retry_after = wait_until(now, allow_at)
         reset = (state.last + self.buckets + 1) * width - now  # total or weighted is non-zero
-        remaining = int(limit - estimate + 1e-9)
+        remaining = _math_floor(limit - estimate + 1e-9)  # int() agrees: clamped
         return state, _new(
             Decision,
             (

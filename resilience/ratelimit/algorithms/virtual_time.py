@@ -24,6 +24,7 @@ wait ``Decision.delay`` so that requests leave at the steady rate.
 
 from __future__ import annotations
 
+from math import floor as _floor
 from typing import ClassVar, Literal
 
 from resilience.ratelimit.algorithms.base import (
@@ -36,6 +37,8 @@ from resilience.ratelimit.algorithms.base import (
 from resilience.ratelimit.decision import Decision, ShapedDecision
 
 _new = tuple.__new__  # builds a Decision without the NamedTuple __new__ wrapper (2x faster)
+# ``remaining`` is floored with math.floor (~15 ns) rather than int() (~45 ns): the two agree
+# on every value >= 0, and each negative one is clamped to 0 below.
 
 __all__ = ["GCRA", "LeakyBucket", "TokenBucket"]
 
@@ -49,12 +52,13 @@ _ULPS = 2.0**-49
 class _VirtualTime(Algorithm):
     """Shared transition for the one-float algorithms."""
 
-    __slots__ = ("_burst", "_interval", "_shape", "_span")
+    __slots__ = ("_burst", "_interval", "_shape", "_slack", "_span")
 
     _burst: int
     _interval: float
     _shape: bool
     _span: float  # burst * interval: how far ahead of now an empty bucket's state is
+    _slack: float  # (burst - 1) * _FLOAT_SLACK: the rounding allowance per unit of |state|
 
     def _setup(self, limit: object, period: object, burst: object, burst_field: str) -> None:
         self.limit = check_count(limit, "limit")
@@ -62,6 +66,7 @@ class _VirtualTime(Algorithm):
         self._burst = self.limit if burst is None else check_count(burst, burst_field)
         self._interval = self.period / self.limit
         self._span = self._burst * self._interval
+        self._slack = (self._burst - 1) * _FLOAT_SLACK
         self._shape = False
 
     @property
@@ -85,7 +90,7 @@ class _VirtualTime(Algorithm):
             if cost > burst:
                 return state, self.reject_forever(burst, 0.0)
             full_at = now + cost * interval
-            remaining = int(burst - cost + _ROUND)
+            remaining = _floor(burst - cost + _ROUND)
             return full_at, _new(Decision, (True, self.limit, remaining, 0.0, full_at - now))
         if cost > burst:
             state = self.behind(state, now)
@@ -98,13 +103,11 @@ class _VirtualTime(Algorithm):
         # at once).  The slack is part of the threshold, so retry_after stays the exact
         # shortest wait; it is zero for a burst of 1.  Mirrored in the Lua.
         allow_at = (
-            state
-            - (burst - cost) * interval
-            - (state if state > 0 else -state) * ((burst - 1) * _FLOAT_SLACK)
+            state - (burst - cost) * interval - (state if state > 0 else -state) * self._slack
         )
         if now >= allow_at:
             full_at = state + cost * interval
-            remaining = int(burst - (full_at - now) / interval + _ROUND)
+            remaining = _floor(burst - (full_at - now) / interval + _ROUND)
             if remaining < 0:
                 remaining = 0
             if self._shape and state > now:
@@ -117,11 +120,9 @@ class _VirtualTime(Algorithm):
         if state - now > self._span:
             state = self.behind(state, now)
             allow_at = (
-                state
-                - (burst - cost) * interval
-                - (state if state > 0 else -state) * ((burst - 1) * _FLOAT_SLACK)
+                state - (burst - cost) * interval - (state if state > 0 else -state) * self._slack
             )
-        remaining = int(burst - (state - now) / interval + _ROUND)
+        remaining = _floor(burst - (state - now) / interval + _ROUND)
         retry_after = allow_at - now
         if now + retry_after < allow_at:  # rare: rounding; walk up to the exact float
             retry_after = wait_until(now, allow_at)
@@ -145,7 +146,7 @@ class _VirtualTime(Algorithm):
         """``state`` seen from a clock that stepped back: never more than empty as of ``now``."""
         span = self._span
         size = abs(state)
-        if state - now > span + size * ((self._burst - 1) * _FLOAT_SLACK) + (size + span) * _ULPS:
+        if state - now > span + size * self._slack + (size + span) * _ULPS:
             return now + span
         return state  # within the admission's slack of empty: what a forward clock produces
 
