@@ -77,11 +77,12 @@ def rate_limit_middleware(
         if simple:
             route = default
             try:
-                client = route.key.from_request(
-                    request,
-                    request.remote,
-                    NO_HEADERS if route.peer_only else header_lookup(request),
-                )
+                if route.peer_only:  # client_ip() without proxies: an IPv4 peer is the key
+                    client = request.remote
+                    if client.__class__ is not str or not client or ":" in client:
+                        client = route.key.from_request(request, client, NO_HEADERS)
+                else:
+                    client = route.key.from_request(request, request.remote, header_lookup(request))
                 cost = route.cost
                 decision = route.decide_now(client, cost)  # type: ignore[misc]
             except ValueError as exc:  # InvalidKey: a 400, not a 500
