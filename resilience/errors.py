@@ -97,7 +97,41 @@ class BulkheadFull(ResilienceError):
     def __init__(self, name: str, retry_after: float = 0.0) -> None:
         self.name = name
         self.retry_after = retry_after
-        super().__init__(f"bulkhead {name!r} is full")
+        super().__init__(name, retry_after)
+
+    def __str__(self) -> str:
+        return f"bulkhead {self.name!r} is full"
+
+
+class PrebuiltRefusal:
+    """Mixin for the refusals policies raise on their hot path (open circuit, full bulkhead).
+
+    Put first in the bases (``class _Open(PrebuiltRefusal, CircuitOpen)``): the
+    error is then built by C code alone (``BaseException.__init__``), its
+    ``name`` and ``retry_after`` kept in ``args`` and its message formatted
+    only when read, by the public class's ``__str__``.  The public class's
+    Python ``__init__`` cost more than the raise itself.  Pickles like the
+    public class (``args`` are its constructor's arguments).
+    """
+
+    __init__ = BaseException.__init__
+    args: tuple[object, ...]
+
+    @property
+    def name(self) -> str:
+        return str(self.args[0])
+
+    @name.setter
+    def name(self, value: str) -> None:
+        self.args = (value, *self.args[1:])
+
+    @property
+    def retry_after(self) -> float:
+        return float(self.args[1])  # type: ignore[arg-type]
+
+    @retry_after.setter
+    def retry_after(self, value: float) -> None:
+        self.args = (self.args[0], value)
 
 
 class StoreError(ResilienceError):

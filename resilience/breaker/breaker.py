@@ -32,7 +32,7 @@ from resilience.breaker.store import AsyncBreakerOps, BreakerStore, BreakerTable
 from resilience.breaker.values import BreakerSnapshot, CircuitState, Permit, Transition
 from resilience.breaker.windows import CountWindow, Window
 from resilience.clock import Clock, now_function, resolve_clock
-from resilience.errors import CircuitOpen
+from resilience.errors import CircuitOpen, PrebuiltRefusal
 from resilience.events import CircuitStateChanged, EventBus, resolve_bus
 from resilience.metrics import Tally
 from resilience.policy import CALL, Io, Policy, Steps, drive_async, drive_sync, is_async_callable
@@ -46,34 +46,8 @@ HALF_OPEN = CircuitState.HALF_OPEN
 _DEFAULT_WINDOW = CountWindow(100)
 
 
-class _CircuitOpen(CircuitOpen):
-    """``CircuitOpen`` built by C code alone, its message formatted only when read.
-
-    Raising is the open circuit's hot path; the parent's Python ``__init__``
-    and message formatting cost more than the raise itself.  The fields live
-    in ``args`` (``(name, retry_after)``), so it pickles like its parent.
-    """
-
-    __init__ = BaseException.__init__
-
-    @property
-    def name(self) -> str:
-        return str(self.args[0])
-
-    @name.setter
-    def name(self, value: str) -> None:
-        self.args = (value, *self.args[1:])
-
-    @property
-    def retry_after(self) -> float:
-        return float(self.args[1])
-
-    @retry_after.setter
-    def retry_after(self, value: float) -> None:
-        self.args = (self.args[0], value)
-
-    def __str__(self) -> str:
-        return f"circuit {self.name!r} is open; retry after {self.retry_after:.3f}s"
+class _CircuitOpen(PrebuiltRefusal, CircuitOpen):
+    """``CircuitOpen`` built by C code alone (see ``PrebuiltRefusal``)."""
 
 
 class CircuitBreaker(Policy):
@@ -200,6 +174,7 @@ class CircuitBreaker(Policy):
         refusal = self._refusal
         settle_now, finish_now = self._settle_now, self._finish_now
         local, now, acquire, tally = self._local, self._now, table.acquire, self.tally
+        name = self.name
 
         def run(fn: Callable[..., Any], args: Any, kwargs: Any) -> Any:
             fast = table.closed
@@ -208,9 +183,12 @@ class CircuitBreaker(Policy):
             elif local:
                 start = now()
                 permit = acquire(start)
-                if not permit.allowed:
+                if not permit[0]:  # refused (allowed, state, retry_after, token, transition)
+                    if permit[4] is None:  # nothing to emit: _refusal inlined, one call less
+                        tally.rejected += 1
+                        raise _CircuitOpen(name, permit[2])
                     raise refusal(permit)  # here: one traceback frame less (see _refusal)
-                if permit.transition is not None:
+                if permit[4] is not None:
                     checked(permit)
             else:
                 return drive_sync(guarded(), clock, fn, args, kwargs)
@@ -238,9 +216,12 @@ class CircuitBreaker(Policy):
             elif local:
                 start = now()
                 permit = acquire(start)
-                if not permit.allowed:
+                if not permit[0]:  # refused (allowed, state, retry_after, token, transition)
+                    if permit[4] is None:  # nothing to emit: _refusal inlined, one call less
+                        tally.rejected += 1
+                        raise _CircuitOpen(name, permit[2])
                     raise refusal(permit)  # here: one traceback frame less (see _refusal)
-                if permit.transition is not None:
+                if permit[4] is not None:
                     checked(permit)
             else:
                 return await drive_async(guarded(), clock, fn, args, kwargs)

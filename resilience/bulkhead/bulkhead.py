@@ -35,7 +35,7 @@ from resilience.clock import (
     sleep_async,
     sleep_sync,
 )
-from resilience.errors import BulkheadFull
+from resilience.errors import BulkheadFull, PrebuiltRefusal
 from resilience.events import BulkheadRejected, EventBus, resolve_bus
 from resilience.metrics import Tally
 from resilience.policy import Io, Policy, Steps, drive_async, drive_sync
@@ -109,6 +109,11 @@ def check_timeout(value: object, field: str) -> float | None:
     """``None`` or seconds ``>= 0``; infinity means no timeout, kept as ``None``."""
     seconds = optional_seconds(value, field)
     return None if seconds == math.inf else seconds
+
+
+class _BulkheadFull(PrebuiltRefusal, BulkheadFull):
+    """``BulkheadFull`` built by C code alone (see ``PrebuiltRefusal``): a refusal is the
+    full bulkhead's hot path."""
 
 
 class Bulkhead(Policy):
@@ -351,7 +356,8 @@ class Bulkhead(Policy):
     def _rejected(self, reason: str) -> BulkheadFull:
         if self._events.wants(BulkheadRejected):
             self._events.emit(BulkheadRejected(self.name, reason))
-        return BulkheadFull(self.name)
+        error: BulkheadFull = _BulkheadFull(self.name, 0.0)
+        return error
 
     def __repr__(self) -> str:
         return (
