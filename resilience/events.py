@@ -18,6 +18,9 @@ from typing import Any, ClassVar
 
 import structlog
 
+from resilience import _validate
+from resilience.clock import Clock, now_function, resolve_clock
+
 __all__ = [
     "BulkheadRejected",
     "CircuitStateChanged",
@@ -207,22 +210,68 @@ class StructlogSink:
     ``min_level="info"`` (the default) leaves out per-request events such as
     rate-limit rejections (debug), so a flood of 429s does not become a flood
     of log lines; state changes and store failures (warning) are logged.
+
+    A store that is down fails every request, so ``StoreFailed`` would be a
+    warning per request: a log flood on top of the outage.  The sink logs the
+    same failure (policy, operation, action) at most once per
+    ``repeat_every`` seconds and says on the next line how many it left out
+    (``suppressed=N``); ``repeat_every=0`` logs every one.  Only the log is
+    thinned: counters (``store_errors``) and other sinks (Prometheus, OTel)
+    still see every event.
     """
 
-    __slots__ = ("_logger", "min_level")
+    __slots__ = ("_clock", "_lock", "_logger", "_seen", "min_level", "repeat_every")
 
-    def __init__(self, logger: Any = None, min_level: str = "info") -> None:
+    def __init__(
+        self,
+        logger: Any = None,
+        min_level: str = "info",
+        *,
+        repeat_every: float = 10.0,
+        clock: Clock | None = None,
+    ) -> None:
         if min_level not in LEVELS:
             raise ValueError(f"min_level must be one of {list(LEVELS)}, got {min_level!r}")
         self._logger = logger if logger is not None else structlog.get_logger("resilience")
         self.min_level = min_level
+        self.repeat_every = _validate.non_negative_number(
+            repeat_every, "repeat_every", unit="seconds"
+        )
+        self._clock = now_function(resolve_clock(clock))
+        self._lock = threading.Lock()
+        # (policy, operation, action) -> (when last logged, left out since)
+        self._seen: dict[tuple[str, str, str], tuple[float, int]] = {}
 
     def __call__(self, event: Event) -> None:
+        fields = event.fields()
+        if isinstance(event, StoreFailed) and self.repeat_every > 0:
+            suppressed = self._thin(event)
+            if suppressed < 0:
+                return
+            if suppressed:
+                fields["suppressed"] = suppressed
         log = getattr(self._logger, event.level)
-        log(event.kind, **event.fields())
+        log(event.kind, **fields)
+
+    def _thin(self, event: StoreFailed) -> int:
+        """-1 to leave this one out; else how many were left out before it."""
+        key = (event.policy, event.operation, event.action)
+        now = self._clock()
+        with self._lock:
+            seen = self._seen.get(key)
+            if seen is not None and 0 <= now - seen[0] < self.repeat_every:
+                self._seen[key] = (seen[0], seen[1] + 1)
+                return -1
+            if seen is None and len(self._seen) >= _MAX_THINNED:
+                self._seen.clear()  # bounded: policies are few, this is a safety net
+            self._seen[key] = (now, 0)
+            return 0 if seen is None else seen[1]
 
     def __repr__(self) -> str:
-        return f"StructlogSink(min_level={self.min_level!r})"
+        return f"StructlogSink(min_level={self.min_level!r}, repeat_every={self.repeat_every!r})"
+
+
+_MAX_THINNED = 1024
 
 
 class EventBus:
