@@ -124,6 +124,25 @@ class FakeClock:
                 heapq.heappush(self._waiters, (deadline, self._seq, loop, future))
         await future
 
+    async def wait_until(self, when: float) -> None:
+        """Wait until the clock reads ``when`` or later, *without* moving it.
+
+        For deadlines that race the work they bound (``Timeout``'s async
+        watchdog): on an auto-advancing clock ``asleep`` would move time to the
+        deadline at once and expire every call; this waits for the work, or
+        the test, to move it.
+        """
+        if not math.isfinite(when):
+            raise ValueError(f"wait_until() needs a finite time, got {when!r}")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        with self._cond:
+            if when <= self._now:
+                return
+            self._seq += 1
+            heapq.heappush(self._waiters, (when, self._seq, loop, future))
+        await future
+
     @property
     def pending(self) -> int:
         """How many async sleepers are waiting for time to move."""

@@ -10,9 +10,13 @@ failure, which is how the outside world sees it too.  Bound the call itself
 (socket timeouts, client options) to actually stop waiting.
 
 With an injected clock other than the system clock (``FakeClock`` in tests)
-the async deadline is driven by that clock: a watchdog sleeps on it and then
+the async deadline is driven by that clock: a watchdog waits on it and then
 fires the same ``asyncio.timeout`` context, so cancellation semantics are
-asyncio's own.
+asyncio's own.  The watchdog waits with the clock's ``wait_until`` when it
+has one (``FakeClock`` does), which never moves time: only the work or the
+test does, so an auto-advancing clock no longer expires every call at once.
+A call that returns after the clock passed its deadline (it moved the clock
+past it without yielding in between) gets ``TimeoutError``, as in the sync form.
 """
 
 from __future__ import annotations
@@ -54,9 +58,7 @@ class Timeout(Policy):
         result = fn(*args, **kwargs)
         elapsed = now() - start
         if elapsed > self.seconds:
-            raise TimeoutError(
-                f"{self.name}: call returned after {elapsed:.3f}s; its result was discarded"
-            )
+            raise self._late(elapsed)
         return result
 
     async def acall(self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs) -> R:
@@ -64,15 +66,33 @@ class Timeout(Policy):
         if self._system:
             async with asyncio.timeout(self.seconds):
                 return await fn(*args, **kwargs)
+        now = self._now
+        start = now()
         async with asyncio.timeout(None) as scope:
-            watchdog = asyncio.get_running_loop().create_task(self._expire(scope))
+            watchdog = asyncio.get_running_loop().create_task(
+                self._expire(scope, start + self.seconds)
+            )
             try:
-                return await fn(*args, **kwargs)
+                result = await fn(*args, **kwargs)
             finally:
                 watchdog.cancel()
+        elapsed = now() - start
+        if elapsed > self.seconds:
+            raise self._late(elapsed)
+        return result
 
-    async def _expire(self, scope: asyncio.Timeout) -> None:
-        await sleep_async(self._clock, self.seconds)
+    def _late(self, elapsed: float) -> TimeoutError:
+        return TimeoutError(
+            f"{self.name}: call returned after {elapsed:.3f}s; its result was discarded"
+        )
+
+    async def _expire(self, scope: asyncio.Timeout, deadline: float) -> None:
+        """Fire ``scope`` once the injected clock reaches ``deadline``."""
+        wait_until = getattr(self._clock, "wait_until", None)
+        if wait_until is not None:
+            await wait_until(deadline)
+        else:
+            await sleep_async(self._clock, deadline - self._now())
         scope.reschedule(asyncio.get_running_loop().time())
 
     def __repr__(self) -> str:

@@ -208,6 +208,10 @@ SCENARIOS: dict[str, tuple[Build, list[Step]]] = {
         [Flaky(2), Fail(), Ok()],
     ),
     "timeout: in time": (lambda clock, bus: timeout(5.0, clock=clock), [Ok(takes=1.0), Ok()]),
+    "timeout: late": (
+        lambda clock, bus: timeout(5.0, clock=clock),
+        [Ok(takes=5.0), Ok(takes=6.0), Fail(takes=7.0), Ok()],
+    ),
     "fallback": (lambda clock, bus: fallback("plan b", on=Boom), [Fail(), Ok(), Fail(KeyError)]),
     "compose: fallback, retry, breaker, bulkhead": (
         lambda clock, bus: compose(
@@ -239,14 +243,10 @@ def outcome(exc: BaseException) -> tuple[str, str]:
     return (type(exc).__name__.lstrip("_"), str(exc))  # _CircuitOpen is a CircuitOpen
 
 
-# Timeout's async watchdog sleeps on the clock: on an auto-advancing one that sleep
-# would move time by itself, so its scenario runs on a clock that moves only when told.
-MANUAL_CLOCK = {"timeout: in time"}
-
-
 def new_clock(build: Build) -> FakeClock:
-    manual = any(SCENARIOS[name][0] is build for name in MANUAL_CLOCK)
-    return FakeClock(auto_advance=not manual)
+    # Auto-advancing for every policy: Timeout's async watchdog waits on the clock
+    # (FakeClock.wait_until) without moving it.
+    return FakeClock()
 
 
 def run_sync(build: Build, script: list[Step]) -> tuple[list[Any], list[Any]]:

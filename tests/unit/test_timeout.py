@@ -126,3 +126,53 @@ async def test_outer_cancellation_is_not_turned_into_timeout() -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+async def test_async_on_an_auto_advancing_clock_waits_for_the_work() -> None:
+    # The watchdog waits on the clock without moving it: real work that takes no
+    # fake time is in time (the watchdog used to advance the clock to the deadline).
+    clock = FakeClock()
+    t = timeout(5.0, clock=clock)
+
+    async def real_io() -> str:
+        await asyncio.sleep(0.01)
+        return "done"
+
+    assert await t.acall(real_io) == "done"
+    assert clock.monotonic() == 0.0
+    await asyncio.sleep(0)
+    assert clock.pending == 0  # the watchdog is gone
+
+
+async def test_async_work_sleeping_past_the_deadline_on_the_clock_times_out() -> None:
+    clock = FakeClock()
+    t = timeout(5.0, clock=clock)
+    reached: list[float] = []
+
+    async def sleeps(seconds: float) -> str:
+        await clock.asleep(seconds)
+        reached.append(clock.monotonic())
+        await asyncio.sleep(0)
+        return "late"
+
+    assert await t.acall(sleeps, 4.0) == "late"
+    with pytest.raises(TimeoutError):
+        await t.acall(sleeps, 10.0)
+    # Cancelled at its next suspension after the clock passed the deadline: the clock
+    # moved 10 s in one step, so the work could not be stopped halfway through it.
+    assert reached == [4.0, 14.0]
+
+
+async def test_fake_clock_wait_until_never_moves_time() -> None:
+    clock = FakeClock()  # auto-advancing: asleep would move it, wait_until does not
+    waiter = asyncio.create_task(clock.wait_until(3.0))
+    await asyncio.sleep(0)
+    assert not waiter.done() and clock.monotonic() == 0.0 and clock.pending == 1
+    clock.advance(2.0)
+    await asyncio.sleep(0)
+    assert not waiter.done()
+    await clock.asleep(1.0)  # someone else's sleep moves time to the deadline
+    await asyncio.wait_for(waiter, 5)
+    await clock.wait_until(1.0)  # already passed: returns at once
+    with pytest.raises(ValueError, match="finite"):
+        await clock.wait_until(float("inf"))
