@@ -17,11 +17,13 @@ import bisect
 import heapq
 import math
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from hypothesis import strategies as st
 from hypothesis.strategies import SearchStrategy
+
+from resilience import _validate
 
 if TYPE_CHECKING:
     from resilience.ratelimit.algorithms.base import Algorithm
@@ -40,17 +42,35 @@ __all__ = [
 
 
 class FakeClock:
-    """A clock that moves only when told to (or when something sleeps on it)."""
+    """A clock that moves only when told to (or when something sleeps on it).
 
-    def __init__(self, start: float = 0.0, *, auto_advance: bool = True) -> None:
+    ``auto_advance=True``: a sleep moves time forward at once.  A *deadline*
+    (``wait_until``, ``call_at``: a timeout's watchdog, a bulkhead's queue
+    timeout) never moves time by itself, since it races the work it bounds;
+    but when nothing has moved the clock for ``autojump`` real seconds while
+    a deadline is pending, the clock jumps to the earliest one (Trio's
+    ``MockClock`` autojump), so a call blocked on something that never comes
+    times out instead of hanging the test.  ``autojump=None`` never jumps.
+    ``auto_advance=False``: time moves only when the test moves it.
+    """
+
+    def __init__(
+        self, start: float = 0.0, *, auto_advance: bool = True, autojump: float | None = 0.1
+    ) -> None:
         if not math.isfinite(start):
             raise ValueError(f"start must be finite, got {start!r}")
+        autojump = _validate.optional_seconds(autojump, "autojump", positive=True)
+        if autojump == math.inf:
+            autojump = None  # never jump
         self._now = float(start)
         self.auto_advance = auto_advance
+        self.autojump = autojump
         self.sleeps: list[float] = []
         self._cond = threading.Condition()
         self._waiters: list[tuple[float, int, asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        self._timers: list[tuple[float, int, _Timer]] = []
         self._seq = 0
+        self._jumper: threading.Thread | None = None
 
     def monotonic(self) -> float:
         return self._now
@@ -72,11 +92,75 @@ class FakeClock:
             due = []
             while self._waiters and self._waiters[0][0] <= now:
                 due.append(heapq.heappop(self._waiters))
+            timers = []
+            while self._timers and self._timers[0][0] <= now:
+                timers.append(heapq.heappop(self._timers)[2])
             self._cond.notify_all()
         for _, _, loop, future in due:
             if loop.is_closed():
                 continue
             loop.call_soon_threadsafe(_resolve, future)
+        for timer in timers:
+            timer.fire()
+
+    def call_at(self, when: float, callback: Callable[[], object]) -> Callable[[], None]:
+        """Call ``callback`` once the clock reads ``when`` or later; return a canceller.
+
+        Never moves time: the callback runs in whichever thread moves the clock
+        there (``advance``, ``set``, a sleep on an auto-advancing clock, or the
+        ``autojump``), or at once if ``when`` has passed.  For deadlines a thread
+        waits out without a timer thread of its own (the bulkhead's sync queue
+        timeout): nothing is
+        left blocked when the wait ends early, and an auto-advancing clock does
+        not expire the wait by itself.
+        """
+        if not math.isfinite(when):
+            raise ValueError(f"call_at() needs a finite time, got {when!r}")
+        timer = _Timer(callback)
+        with self._cond:
+            if when > self._now:
+                self._seq += 1
+                heapq.heappush(self._timers, (when, self._seq, timer))
+                self._watch_deadlines()
+                return timer.cancel
+        timer.fire()
+        return timer.cancel
+
+    def _watch_deadlines(self) -> None:
+        """Start the autojump watcher if a deadline waits on an auto-advancing clock.
+
+        Called under ``_cond``.  One daemon thread per clock, alive only while
+        deadlines are pending.
+        """
+        if not self.auto_advance or self.autojump is None or self._jumper is not None:
+            return
+        self._jumper = threading.Thread(
+            target=self._autojump, name="resilience-fakeclock-autojump", daemon=True
+        )
+        self._jumper.start()
+
+    def _autojump(self) -> None:
+        while True:
+            with self._cond:
+                seen = self._now
+                self._cond.wait(self.autojump)  # any move of the clock notifies
+                target = self._next_deadline()
+                if target is None:
+                    self._jumper = None
+                    return
+                if self._now != seen or target <= self._now:
+                    continue  # something else drives time (or is already waking them)
+            self._move(target)
+
+    def _next_deadline(self) -> float | None:
+        """The earliest pending deadline (under ``_cond``); resolved ones are dropped."""
+        waiters, timers = self._waiters, self._timers
+        while waiters and waiters[0][3].done():
+            heapq.heappop(waiters)
+        while timers and not timers[0][2].alive:
+            heapq.heappop(timers)
+        found = [heap[0][0] for heap in (waiters, timers) if heap]
+        return min(found) if found else None
 
     def set(self, now: float) -> None:
         """Jump to exactly ``now`` (never backwards)."""
@@ -130,7 +214,7 @@ class FakeClock:
         For deadlines that race the work they bound (``Timeout``'s async
         watchdog): on an auto-advancing clock ``asleep`` would move time to the
         deadline at once and expire every call; this waits for the work, or
-        the test, to move it.
+        the test, to move it (or for ``autojump``, when nothing does).
         """
         if not math.isfinite(when):
             raise ValueError(f"wait_until() needs a finite time, got {when!r}")
@@ -141,7 +225,8 @@ class FakeClock:
                 return
             self._seq += 1
             heapq.heappush(self._waiters, (when, self._seq, loop, future))
-        await future
+            self._watch_deadlines()
+        await future  # cancelling the waiting task cancels the future: no longer pending
 
     @property
     def pending(self) -> int:
@@ -151,6 +236,31 @@ class FakeClock:
 
     def __repr__(self) -> str:
         return f"FakeClock(now={self._now!r})"
+
+
+class _Timer:
+    """A ``call_at`` callback that runs at most once, unless cancelled first."""
+
+    __slots__ = ("_callback", "_lock")
+
+    def __init__(self, callback: Callable[[], object]) -> None:
+        self._callback: Callable[[], object] | None = callback
+        self._lock = threading.Lock()
+
+    def fire(self) -> None:
+        with self._lock:
+            callback, self._callback = self._callback, None
+        if callback is not None:
+            callback()
+
+    def cancel(self) -> None:
+        with self._lock:
+            self._callback = None
+
+    @property
+    def alive(self) -> bool:
+        """Neither fired nor cancelled."""
+        return self._callback is not None
 
 
 def _resolve(future: asyncio.Future[None]) -> None:

@@ -313,15 +313,27 @@ class Bulkhead(Policy):
         elif self._system:
             if not lock.acquire(timeout=min(timeout, threading.TIMEOUT_MAX)):
                 raise TimeoutError
-        else:  # another clock: a timer thread sleeps on it, then frees this waiter
-            timer = threading.Thread(target=self._expire_thread, args=(waiter,), daemon=True)
-            timer.start()
-            lock.acquire()
+        else:  # another clock: it frees this waiter at the deadline
+            call_at = getattr(self.clock, "call_at", None)
+            if call_at is not None:  # FakeClock: no thread, and time moves only when told
+                cancel = call_at(waiter.deadline, lambda: self._expire(waiter))
+                try:
+                    lock.acquire()
+                finally:
+                    cancel()
+            else:  # a clock that can only sleep: a timer thread sleeps on it
+                timer = threading.Thread(target=self._expire_thread, args=(waiter,), daemon=True)
+                timer.start()
+                lock.acquire()
             if not waiter.granted:
                 raise TimeoutError
 
     def _expire_thread(self, waiter: _Waiter) -> None:
         sleep_sync(self.clock, max(0.0, waiter.deadline - self._now()))
+        self._expire(waiter)
+
+    def _expire(self, waiter: _Waiter) -> None:
+        """The deadline of a sync waiter came: drop it from the queue and wake it."""
         with self._lock:
             if waiter.granted or waiter not in self._waiters:
                 return
@@ -349,7 +361,11 @@ class Bulkhead(Policy):
                 timer.cancel()
 
     async def _expire_task(self, future: asyncio.Future[None], deadline: float) -> None:
-        await sleep_async(self.clock, max(0.0, deadline - self._now()))
+        wait_until = getattr(self.clock, "wait_until", None)
+        if wait_until is not None:  # FakeClock: wait without moving time
+            await wait_until(deadline)
+        else:
+            await sleep_async(self.clock, max(0.0, deadline - self._now()))
         if not future.done():
             future.set_exception(TimeoutError())
 
