@@ -7,7 +7,7 @@ so callers can catch one type at the edge.  Configuration mistakes are plain
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from resilience.ratelimit.decision import Decision
@@ -84,7 +84,7 @@ class CircuitOpen(ResilienceError):
         self.name = name
         self.retry_after = retry_after
 
-    def __reduce__(self) -> tuple[type[CircuitOpen], tuple[str, float]]:
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         return (type(self), (self.name, self.retry_after))
 
     def __str__(self) -> str:
@@ -116,6 +116,19 @@ class PrebuiltRefusal:
 
     __init__ = BaseException.__init__
     args: tuple[object, ...]
+    _public: type[BaseException]
+
+    def __init_subclass__(cls) -> None:
+        # Shown (and pickled) as the public class: tracebacks and logs say
+        # ``resilience.errors.CircuitOpen``, and an unpickled one is a plain CircuitOpen.
+        super().__init_subclass__()
+        public = next(base for base in cls.__mro__[1:] if issubclass(base, BaseException))
+        cls._public = public
+        cls.__name__, cls.__qualname__ = public.__name__, public.__qualname__
+        cls.__module__ = public.__module__
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return (self._public, self.args)
 
     @property
     def name(self) -> str:
