@@ -26,7 +26,7 @@ import redis.cluster
 from redis.crc import key_slot
 
 from resilience import CircuitBreaker, CircuitOpen, CircuitState, FixedWindow, RateLimiter
-from resilience.events import EventBus
+from resilience.events import EventBus, StoreFailed
 from resilience.redis import RedisStore
 from resilience.redis.testing import RedisClusterNodes
 
@@ -319,3 +319,180 @@ async def test_breaker_state_is_shared_through_the_cluster(
         await mine.aclose()
         sync.close()
         await aio.aclose()
+
+
+# -- a slot migrated mid-run (resharding): ASK ---------------------------------------------------
+
+MIGRATING_LIMIT = 9
+
+
+def _same_slot_keys(store: RedisStore, name: str, count: int) -> list[str]:
+    """``count`` client keys whose Redis keys share one slot (bounded search)."""
+    table = store.table(FixedWindow(MIGRATING_LIMIT, 2.0**40), lambda: 0.0, name)
+    first = "tenant-0"
+    slot = key_slot(table.redis_key(first))
+    keys = [first]
+    for index in range(1, 2_000_000):
+        key = f"tenant-{index}"
+        if key_slot(table.redis_key(key)) == slot:
+            keys.append(key)
+            if len(keys) == count:
+                return keys
+    raise AssertionError("no keys sharing a slot")
+
+
+class Admin:
+    """Resharding one slot by hand, as ``redis-cli --cluster reshard`` does."""
+
+    def __init__(self, cluster: RedisClusterNodes) -> None:
+        self.cluster = cluster
+        self.clients = {
+            port: redis.Redis(host="127.0.0.1", port=port, decode_responses=True, socket_timeout=5)
+            for port in cluster.master_ports()
+        }
+        self.ids = {
+            port: client.execute_command("CLUSTER MYID") for port, client in self.clients.items()
+        }
+
+    def begin(self, slot: int, source: int, target: int) -> None:
+        assert self.clients[target].execute_command(
+            "CLUSTER SETSLOT", slot, "IMPORTING", self.ids[source]
+        )
+        assert self.clients[source].execute_command(
+            "CLUSTER SETSLOT", slot, "MIGRATING", self.ids[target]
+        )
+
+    def migrate(self, key: bytes, source: int, target: int) -> None:
+        reply = self.clients[source].execute_command("MIGRATE", "127.0.0.1", target, key, 0, 5000)
+        assert reply == "OK", reply
+
+    def end(self, slot: int, target: int) -> None:
+        """``SETSLOT NODE`` on the target first, then on every other master."""
+        order = [target, *(port for port in self.clients if port != target)]
+        for port in order:
+            assert self.clients[port].execute_command(
+                "CLUSTER SETSLOT", slot, "NODE", self.ids[target]
+            )
+
+    def keys_in_slot(self, port: int, slot: int) -> int:
+        return int(self.clients[port].execute_command("CLUSTER COUNTKEYSINSLOT", slot))
+
+    def asking_calls(self, port: int) -> int:
+        stats = self.clients[port].info("commandstats").get("cmdstat_asking", {})
+        return int(stats.get("calls", 0)) if isinstance(stats, dict) else 0
+
+    def close(self) -> None:
+        for client in self.clients.values():
+            client.close()
+
+
+def _store_failed(event: object, failures: list[str]) -> None:
+    if isinstance(event, StoreFailed):
+        failures.append(event.error)
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_a_slot_migrated_mid_run_follows_ask_then_moved_and_counts_exactly(
+    fresh_redis_cluster: RedisClusterNodes, mode: str
+) -> None:
+    """Resharding one slot mid-run: every decision is answered by Redis, with the moved state.
+
+    Three client keys share one slot.  ``moved`` has state on the source and
+    is migrated first; ``staying`` has state on the source and stays there
+    while ``moved`` is decided through ``ASK``; ``newcomer`` gets its first
+    decision during the migration (no key anywhere: the source answers
+    ``ASK`` and the target creates it).  Then ``staying`` moves too, the
+    migration ends (``SETSLOT NODE``) and decisions follow ``MOVED``.  A
+    ``FixedWindow`` whose window never ends admits exactly its limit per key
+    across all of it: any decision taken on a copy of the state, or
+    answered by the outage policy, breaks the count.
+    """
+    cluster = fresh_redis_cluster
+    sync = mode == "sync"
+    port = cluster.ports[0]
+    client: Any = (
+        redis.cluster.RedisCluster(host="127.0.0.1", port=port)
+        if sync
+        else redis.asyncio.cluster.RedisCluster(host="127.0.0.1", port=port)
+    )
+    store = RedisStore(client, timeout=ROOMY)
+    name = f"reshard-{mode}"
+    failures: list[str] = []
+    limiter = RateLimiter(
+        FixedWindow(MIGRATING_LIMIT, 2.0**40),
+        store=store,
+        name=name,
+        on_store_error="fail_closed",
+        events=EventBus([lambda event: _store_failed(event, failures)]),
+    )
+    table = store.table(limiter.algorithm, lambda: 0.0, name)
+    moved, staying, newcomer = _same_slot_keys(store, name, 3)
+    slot = key_slot(table.redis_key(moved))
+    source = cluster.slot_owner(slot)
+    target = next(p for p in cluster.master_ports() if p != source)
+    admin = Admin(cluster)
+    admitted: Counter[str] = Counter()
+
+    async def decide(key: str, times: int) -> None:
+        for _ in range(times):
+            if sync:
+                decision = limiter.try_acquire(key)
+            else:
+                decision = await limiter.atry_acquire(key)
+            admitted[key] += decision.allowed
+
+    def owner_in_client_map() -> int:
+        return int(client.nodes_manager.slots_cache[slot][0].port)
+
+    try:
+        await decide(moved, 2)
+        await decide(staying, 2)
+        assert owner_in_client_map() == source
+        asking_before = admin.asking_calls(target)
+
+        admin.begin(slot, source, target)
+        await decide(moved, 1)  # its key is still on the source: decided there
+        await decide(staying, 1)
+        assert admin.asking_calls(target) == asking_before
+
+        admin.migrate(table.redis_key(moved), source, target)
+        assert admin.keys_in_slot(source, slot) == 1 and admin.keys_in_slot(target, slot) == 1
+        await decide(moved, 3)  # ASK: on the target, with the state the key carried
+        await decide(staying, 2)  # not moved: still the source's
+        await decide(newcomer, 4)  # no key yet: ASK, created on the target
+        assert admitted == {moved: 6, staying: 5, newcomer: 4}
+        assert admin.keys_in_slot(source, slot) == 1 and admin.keys_in_slot(target, slot) == 2
+        asked = admin.asking_calls(target) - asking_before
+        assert asked >= 3 + 4  # one ASKING per redirected decision (two after a NOSCRIPT)
+        assert owner_in_client_map() == source  # ASK leaves the slot map alone
+
+        admin.migrate(table.redis_key(staying), source, target)
+        await decide(staying, 2)
+        await decide(moved, 2)
+        assert admin.keys_in_slot(source, slot) == 0 and admin.keys_in_slot(target, slot) == 3
+
+        admin.end(slot, target)  # the target owns the slot: the source answers MOVED
+        assert cluster.slot_owner(slot, source) == target
+        await decide(moved, 4)
+        await decide(staying, 4)
+        await decide(newcomer, 8)
+        deadline = time.monotonic() + 10
+        for _ in range(1_000):  # the map refresh MOVED started runs in the background
+            if owner_in_client_map() == target:
+                break
+            assert time.monotonic() < deadline, "the slot map never learned the new owner"
+            await asyncio.sleep(0.01)
+        asked_before_end = admin.asking_calls(target)
+        await decide(moved, 1)  # straight to the new owner: no redirect at all
+        assert admin.asking_calls(target) == asked_before_end
+
+        assert failures == [] and limiter.store_errors == 0
+        assert admitted == dict.fromkeys((moved, staying, newcomer), MIGRATING_LIMIT)
+    finally:
+        admin.close()
+        if sync:
+            store.close()
+            client.close()
+        else:
+            await store.aclose()
+            await client.aclose()
