@@ -394,9 +394,11 @@ def _store_failed(event: object, failures: list[str]) -> None:
         failures.append(event.error)
 
 
-@pytest.mark.parametrize("mode", ["sync", "async"])
+@pytest.mark.parametrize(
+    ("mode", "connections"), [("sync", 4), ("async", 4), ("sync", 0), ("async", 0)]
+)
 async def test_a_slot_migrated_mid_run_follows_ask_then_moved_and_counts_exactly(
-    fresh_redis_cluster: RedisClusterNodes, mode: str
+    fresh_redis_cluster: RedisClusterNodes, mode: str, connections: int
 ) -> None:
     """Resharding one slot mid-run: every decision is answered by Redis, with the moved state.
 
@@ -408,7 +410,9 @@ async def test_a_slot_migrated_mid_run_follows_ask_then_moved_and_counts_exactly
     migration ends (``SETSLOT NODE``) and decisions follow ``MOVED``.  A
     ``FixedWindow`` whose window never ends admits exactly its limit per key
     across all of it: any decision taken on a copy of the state, or
-    answered by the outage policy, breaks the count.
+    answered by the outage policy, breaks the count.  ``connections=0``
+    sends every call on a connection borrowed from the cluster client's
+    node (its pool, or the asyncio node's own connections).
     """
     cluster = fresh_redis_cluster
     sync = mode == "sync"
@@ -418,7 +422,7 @@ async def test_a_slot_migrated_mid_run_follows_ask_then_moved_and_counts_exactly
         if sync
         else redis.asyncio.cluster.RedisCluster(host="127.0.0.1", port=port)
     )
-    store = RedisStore(client, timeout=ROOMY)
+    store = RedisStore(client, timeout=ROOMY, connections=connections)
     name = f"reshard-{mode}"
     failures: list[str] = []
     limiter = RateLimiter(

@@ -281,10 +281,11 @@ class SyncRunner(_Runner):
                 except NoScriptError:
                     conn.send_packed_command([call.eval(key, now, cost)])
                     return conn.read_response(disable_decoding=True)
-            except BaseException:
+            except BaseException as exc:
                 # Sentinel's connections do not disconnect on a read error: a pending
-                # reply must never reach the next borrower.
-                conn.disconnect()
+                # reply must never reach the next borrower (a redirect leaves none).
+                if not isinstance(exc, AskError):
+                    conn.disconnect()
                 raise
             finally:
                 pool.release(conn)
@@ -329,8 +330,9 @@ class SyncRunner(_Runner):
             conn = pool.get_connection(*self._get_args)
             try:
                 return _asking(conn, call, key, now, cost)
-            except BaseException:
-                conn.disconnect()  # a pending reply must never reach the next borrower
+            except BaseException as exc:
+                if not isinstance(exc, AskError):  # a redirect leaves no reply pending
+                    conn.disconnect()
                 raise
             finally:
                 pool.release(conn)
@@ -474,8 +476,9 @@ class AsyncRunner(_Runner):
                 except NoScriptError:
                     await conn.send_packed_command([call.eval(key, now, cost)])
                     return await conn.read_response(disable_decoding=True)
-            except BaseException:
-                await _disconnect(conn)  # a pending reply must never reach the next borrower
+            except BaseException as exc:
+                if not isinstance(exc, AskError):  # a pending reply must never reach the next
+                    await _disconnect(conn)  # borrower (a redirect leaves none)
                 raise
             finally:
                 await pool.release(conn)
@@ -528,8 +531,9 @@ class AsyncRunner(_Runner):
                     raise StoreUnavailable("redis: ASKING needs a cluster node's connections")
                 try:
                     return await _aasking(conn, call, key, now, cost)
-                except BaseException:
-                    await _disconnect(conn)  # a pending reply must never reach the next borrower
+                except BaseException as exc:
+                    if not isinstance(exc, AskError):  # a redirect leaves no reply pending
+                        await _disconnect(conn)
                     raise
                 finally:
                     if pool is not None:
