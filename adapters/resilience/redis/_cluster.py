@@ -20,9 +20,16 @@ topology: loaded once (``initialize()``, which concurrent first calls share
 and never cancel), and refreshed in the background after a failure
 (``MOVED``, a dead or demoted master), at most one refresh at a time and
 one per :data:`REFRESH_INTERVAL`.  A ``MOVED`` reply means the script did not
-run, so that one call is sent again to the node it names; any other failure
-raises :class:`~resilience.errors.StoreUnavailable` (never resent: the script
-may have run) and the limiter's ``on_store_error`` answers.
+run, so that one call is sent again to the node it names, and the map is
+refreshed.  During resharding the source of a migrating slot answers ``ASK``
+for a key it no longer holds (the script did not run either): that one call
+is sent again, right after ``ASKING`` on the same connection, to the node
+importing the slot, and the map is left alone (the source owns the slot until
+``CLUSTER SETSLOT ... NODE`` ends the migration; then ``MOVED`` takes over).
+A decision follows at most one redirect.  Any other failure (``TRYAGAIN``
+included; a decision touches one key) raises
+:class:`~resilience.errors.StoreUnavailable` (never resent: the script may
+have run) and the limiter's ``on_store_error`` answers.
 """
 
 from __future__ import annotations
