@@ -329,15 +329,14 @@ MIGRATING_LIMIT = 9
 def _same_slot_keys(store: RedisStore, name: str, count: int) -> list[str]:
     """``count`` client keys whose Redis keys share one slot (bounded search)."""
     table = store.table(FixedWindow(MIGRATING_LIMIT, 2.0**40), lambda: 0.0, name)
-    first = "tenant-0"
-    slot = key_slot(table.redis_key(first))
-    keys = [first]
-    for index in range(1, 2_000_000):
+    slot = key_slot(table.redis_key("tenant-0"))
+    keys: list[str] = []
+    for index in range(2_000_000):
+        if len(keys) == count:
+            return keys
         key = f"tenant-{index}"
         if key_slot(table.redis_key(key)) == slot:
             keys.append(key)
-            if len(keys) == count:
-                return keys
     raise AssertionError("no keys sharing a slot")
 
 
@@ -500,6 +499,148 @@ async def test_a_slot_migrated_mid_run_follows_ask_then_moved_and_counts_exactly
         assert failures == [] and limiter.store_errors == 0
         assert admitted == dict.fromkeys((moved, staying, newcomer), MIGRATING_LIMIT)
     finally:
+        admin.close()
+        if sync:
+            store.close()
+            client.close()
+        else:
+            await store.aclose()
+            await client.aclose()
+
+
+IN_FLIGHT_LIMIT = 70
+IN_FLIGHT_WORKERS = 8
+AT_LEAST = 15  # decisions per worker, so that the limit is reached (8 x 15 > 70)
+AFTER = 5  # decisions per worker once the migration has ended
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_decisions_in_flight_while_the_key_migrates_admit_exactly(
+    fresh_redis_cluster: RedisClusterNodes, mode: str
+) -> None:
+    """Concurrent decisions on one key while another thread reshards its slot, start to end.
+
+    Threads (or tasks) behind a barrier decide on one key while a migrator
+    thread marks the slot, ``MIGRATE``s the key, waits until decisions have
+    followed ``ASK`` to the target and ends the migration: each decision
+    lands before (the source), during (the source, or ``ASK``) or after
+    (``MOVED``).  The limit is admitted exactly and no decision gets the
+    outage policy.
+    """
+    cluster = fresh_redis_cluster
+    sync = mode == "sync"
+    port = cluster.ports[0]
+    client: Any = (
+        redis.cluster.RedisCluster(host="127.0.0.1", port=port)
+        if sync
+        else redis.asyncio.cluster.RedisCluster(host="127.0.0.1", port=port)
+    )
+    store = RedisStore(client, timeout=ROOMY)
+    name = f"in-flight-{mode}"
+    limiter = RateLimiter(
+        FixedWindow(IN_FLIGHT_LIMIT, 2.0**40),
+        store=store,
+        name=name,
+        on_store_error="fail_closed",
+        events=EventBus(),
+    )
+    table = store.table(limiter.algorithm, lambda: 0.0, name)
+    (key,) = _same_slot_keys(store, name, 1)
+    redis_key = table.redis_key(key)
+    slot = key_slot(redis_key)
+    source = cluster.slot_owner(slot)
+    target = next(p for p in cluster.master_ports() if p != source)
+    admin = Admin(cluster)
+    asking_before = admin.asking_calls(target)
+    started = threading.Event()
+    ended = threading.Event()
+    deadline = time.monotonic() + 45
+
+    def migrator() -> None:
+        try:
+            started.wait(30)
+            admin.begin(slot, source, target)
+            admin.migrate(redis_key, source, target)
+            while admin.asking_calls(target) < asking_before + 3:  # some decisions asked
+                if time.monotonic() > deadline:
+                    break  # then the counts below fail the test
+                time.sleep(0.005)
+            admin.end(slot, target)
+        finally:
+            ended.set()
+
+    def more(number: int, ended_at: int | None) -> bool:
+        """Whether a worker goes on: bounded in count and in time."""
+        if number < AT_LEAST or ended_at is None or number < ended_at + AFTER:
+            return number < 5_000 and time.monotonic() < deadline
+        return False
+
+    totals = Counter[str]()
+    mover = threading.Thread(target=migrator, daemon=True)
+    mover.start()
+    try:
+        if sync:
+            lock = threading.Lock()
+            barrier = threading.Barrier(IN_FLIGHT_WORKERS, timeout=30)
+            raised: list[BaseException] = []
+
+            def worker() -> None:
+                try:
+                    barrier.wait()
+                    number, ended_at = 0, None
+                    while more(number, ended_at):
+                        if number == 3:
+                            started.set()
+                        if ended_at is None and ended.is_set():
+                            ended_at = number
+                        allowed = limiter.try_acquire(key).allowed
+                        with lock:
+                            totals["decided"] += 1
+                            totals["admitted"] += allowed
+                        number += 1
+                        time.sleep(0.002)
+                except BaseException as exc:  # collected: a raw error must fail the test
+                    raised.append(exc)
+
+            threads = [
+                threading.Thread(target=worker, daemon=True) for _ in range(IN_FLIGHT_WORKERS)
+            ]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(60)
+            assert not any(thread.is_alive() for thread in threads)
+            assert raised == []
+        else:
+            gate = asyncio.Barrier(IN_FLIGHT_WORKERS)
+
+            async def task() -> None:
+                await gate.wait()
+                number, ended_at = 0, None
+                while more(number, ended_at):
+                    if number == 3:
+                        started.set()
+                    if ended_at is None and ended.is_set():
+                        ended_at = number
+                    allowed = (await limiter.atry_acquire(key)).allowed  # then count: no
+                    totals["admitted"] += allowed  # read of the total across the await
+                    totals["decided"] += 1
+                    number += 1
+                    await asyncio.sleep(0.002)
+
+            tasks = (task() for _ in range(IN_FLIGHT_WORKERS))
+            await asyncio.wait_for(asyncio.gather(*tasks), 60)
+        mover.join(30)
+        assert ended.is_set() and time.monotonic() < deadline
+        assert cluster.slot_owner(slot, source) == target
+        assert admin.keys_in_slot(target, slot) == 1
+        assert admin.asking_calls(target) >= asking_before + 3  # decisions followed ASK
+        assert limiter.store_errors == 0
+        assert totals["decided"] > IN_FLIGHT_LIMIT
+        assert totals["admitted"] == IN_FLIGHT_LIMIT
+    finally:
+        started.set()
+        mover.join(30)
         admin.close()
         if sync:
             store.close()
