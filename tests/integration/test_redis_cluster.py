@@ -9,7 +9,10 @@ slot map) and counts admissions exactly: no store error, no exception, no
 decision lost or counted twice.  The failover test kills a master with
 ``SIGKILL`` mid-run and requires every call to come back within its bound,
 answer by the outage policy during the gap, and decisions to resume on the
-promoted replica by themselves.
+promoted replica by themselves.  The resharding tests migrate a limiter's
+slot to another master mid-run (``SETSLOT IMPORTING/MIGRATING``, ``MIGRATE``,
+``SETSLOT NODE``): decisions follow ``ASK`` during the migration and
+``MOVED`` after it, with the state the key carried, and count exactly.
 """
 
 from __future__ import annotations
