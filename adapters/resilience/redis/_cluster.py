@@ -20,9 +20,16 @@ topology: loaded once (``initialize()``, which concurrent first calls share
 and never cancel), and refreshed in the background after a failure
 (``MOVED``, a dead or demoted master), at most one refresh at a time and
 one per :data:`REFRESH_INTERVAL`.  A ``MOVED`` reply means the script did not
-run, so that one call is sent again to the node it names; any other failure
-raises :class:`~resilience.errors.StoreUnavailable` (never resent: the script
-may have run) and the limiter's ``on_store_error`` answers.
+run, so that one call is sent again to the node it names, and the map is
+refreshed.  During resharding the source of a migrating slot answers ``ASK``
+for a key it no longer holds (the script did not run either): that one call
+is sent again, right after ``ASKING`` on the same connection, to the node
+importing the slot, and the map is left alone (the source owns the slot until
+``CLUSTER SETSLOT ... NODE`` ends the migration; then ``MOVED`` takes over).
+A decision follows at most one redirect.  Any other failure (``TRYAGAIN``
+included; a decision touches one key) raises
+:class:`~resilience.errors.StoreUnavailable` (never resent: the script may
+have run) and the limiter's ``on_store_error`` answers.
 """
 
 from __future__ import annotations
@@ -36,7 +43,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 from redis.crc import key_slot
-from redis.exceptions import MovedError
+from redis.exceptions import AskError, MovedError
 from resilience.errors import StoreUnavailable
 from resilience.redis._runners import AsyncRunner, SyncRunner, unavailable
 from resilience.redis._scripts import Call
@@ -53,12 +60,15 @@ def is_cluster_client(client: object) -> bool:
     return manager is not None and isinstance(getattr(manager, "slots_cache", None), dict)
 
 
-def _moved_to(exc: StoreUnavailable) -> str | None:
-    """The node a ``MOVED`` reply names (the script did not run there), or None."""
+def _redirect(exc: StoreUnavailable) -> tuple[str | None, bool]:
+    """The node a ``MOVED`` or ``ASK`` reply names (None for other failures); True for ``ASK``.
+
+    Either reply means the script did not run on the node that sent it.
+    """
     cause = exc.__cause__
-    if isinstance(cause, MovedError):
-        return f"{cause.host}:{cause.port}"
-    return None
+    if isinstance(cause, AskError):  # MovedError is an AskError too
+        return f"{cause.host}:{cause.port}", not isinstance(cause, MovedError)
+    return None, False
 
 
 class _Router:
@@ -172,12 +182,19 @@ class SyncClusterRunner(_Router):
         try:
             return self._runner(node)(call, key, now, cost)
         except StoreUnavailable as exc:
-            self._refresh_soon()
-            moved = _moved_to(exc)
-            target = None if moved is None else self._named(moved)
+            name, ask = _redirect(exc)
+            if not ask:
+                self._refresh_soon()  # MOVED, or a failure: the map may be stale
+            target = None if name is None else self._named(name)
             if target is None or getattr(target, "redis_connection", None) is None:
                 raise
-            return self._runner(target)(call, key, now, cost)
+            if not ask:
+                return self._runner(target)(call, key, now, cost)
+            try:  # ASK: the slot is being migrated; this one call, the map unchanged
+                return self._runner(target).asked(call, key, now, cost)
+            except StoreUnavailable:
+                self._refresh_soon()
+                raise
 
     def _refresh_soon(self) -> None:
         """Reload the slot map in a background thread: no call waits for it."""
@@ -235,12 +252,19 @@ class AsyncClusterRunner(_Router):
         try:
             return await self._runner(node)(call, key, now, cost)
         except StoreUnavailable as exc:
-            self._refresh_soon()
-            moved = _moved_to(exc)
-            target = None if moved is None else self._named(moved)
+            name, ask = _redirect(exc)
+            if not ask:
+                self._refresh_soon()  # MOVED, or a failure: the map may be stale
+            target = None if name is None else self._named(name)
             if target is None:
                 raise
-            return await self._runner(target)(call, key, now, cost)
+            if not ask:
+                return await self._runner(target)(call, key, now, cost)
+            try:  # ASK: the slot is being migrated; this one call, the map unchanged
+                return await self._runner(target).asked(call, key, now, cost)
+            except StoreUnavailable:
+                self._refresh_soon()
+                raise
 
     async def _loaded(self, key: bytes) -> Any:
         """Wait (at most ``timeout``) for the client's first load of the slot map.

@@ -23,7 +23,10 @@ parent's connections.  ``connections=0`` borrows every call from the pool.
 
 Cluster clients get one such runner per master
 (:mod:`resilience.redis._cluster` routes by slot); single-connection clients
-go through ``execute_command``.
+go through ``execute_command``.  A redirect reply (``MOVED``, ``ASK``) is a
+whole reply that says the script did not run: its connection stays open, and
+:meth:`SyncRunner.asked` / :meth:`AsyncRunner.asked` send ``ASKING`` and the
+script together on one connection of the node an ``ASK`` names.
 
 Every failure (connection refused or reset, timeouts, ``LOADING``, ``BUSY``,
 ``READONLY`` after a failover, cluster errors, a script error, and any other
@@ -47,7 +50,7 @@ from collections import deque
 from collections.abc import Coroutine
 from typing import Any
 
-from redis.exceptions import NoScriptError, RedisClusterException, RedisError
+from redis.exceptions import AskError, NoScriptError, RedisClusterException, RedisError
 from resilience.errors import StoreUnavailable
 from resilience.redis._scripts import Call
 
@@ -66,6 +69,8 @@ REDIS_ERRORS = (RedisError, RedisClusterException, OSError)
 
 
 _get_running_loop = asyncio.get_running_loop
+ASKING = b"*1\r\n$6\r\nASKING\r\n"
+"""``ASKING``: lets the next command on its connection run on a node importing the slot."""
 _RUNNERS: weakref.WeakSet[_Runner] = weakref.WeakSet()
 _ABANDONED: list[Any] = []  # a forked child's copies of its parent's sockets: never used or closed
 
@@ -247,10 +252,15 @@ class SyncRunner(_Runner):
         return reply
 
     def _failed(self, conn: Any, exc: BaseException) -> Any:
-        """Close ``conn`` (its reply is in doubt: never resent, it may have run); raise."""
+        """Close ``conn`` (its reply is in doubt: never resent, it may have run); raise.
+
+        A redirect (``MOVED``, ``ASK``) was read whole and nothing else is
+        pending: that connection is kept open.
+        """
         try:
-            with contextlib.suppress(Exception):  # the socket is being dropped either way
-                conn.disconnect()
+            if not isinstance(exc, AskError):  # MovedError is an AskError too
+                with contextlib.suppress(Exception):  # the socket is being dropped either way
+                    conn.disconnect()
             raise exc
         except Exception as error:
             raise unavailable(error, self.timeout) from error
@@ -271,10 +281,11 @@ class SyncRunner(_Runner):
                 except NoScriptError:
                     conn.send_packed_command([call.eval(key, now, cost)])
                     return conn.read_response(disable_decoding=True)
-            except BaseException:
+            except BaseException as exc:
                 # Sentinel's connections do not disconnect on a read error: a pending
-                # reply must never reach the next borrower.
-                conn.disconnect()
+                # reply must never reach the next borrower (a redirect leaves none).
+                if not isinstance(exc, AskError):
+                    conn.disconnect()
                 raise
             finally:
                 pool.release(conn)
@@ -288,6 +299,47 @@ class SyncRunner(_Runner):
             return client.execute_command("EVALSHA", call.script.sha, *args)
         except NoScriptError:
             return client.execute_command("EVAL", call.script.source, *args)
+
+    def asked(self, call: Call, key: bytes, now: bytes, cost: bytes) -> Any:
+        """Run ``call`` right after ``ASKING``, on one connection: the target of an ``ASK``.
+
+        Both commands go in one write; the ``ASKING`` reply is read, then the
+        script's.  ``ASKING`` holds for one command only, so ``EVAL`` after
+        ``NOSCRIPT`` is preceded by another.  Each read is bounded by the
+        connection's timeout (at most ``timeout`` on own connections).
+        """
+        idle = self._idle
+        try:
+            conn = idle.pop()
+        except IndexError:
+            conn = self._spare()
+            if conn is None:
+                return self._asked_borrowed(call, key, now, cost)
+        try:
+            reply = _asking(conn, call, key, now, cost)
+        except BaseException as exc:
+            return self._failed(conn, exc)
+        idle.append(conn)
+        return reply
+
+    def _asked_borrowed(self, call: Call, key: bytes, now: bytes, cost: bytes) -> Any:
+        try:
+            pool = self._pool
+            if pool is None:
+                raise StoreUnavailable("redis: ASKING needs a cluster node's connections")
+            conn = pool.get_connection(*self._get_args)
+            try:
+                return _asking(conn, call, key, now, cost)
+            except BaseException as exc:
+                if not isinstance(exc, AskError):  # a redirect leaves no reply pending
+                    conn.disconnect()
+                raise
+            finally:
+                pool.release(conn)
+        except StoreUnavailable:
+            raise
+        except Exception as exc:
+            raise unavailable(exc, self.timeout) from exc
 
     def close(self) -> None:
         """Close the runner's own connections (a later call opens new ones)."""
@@ -364,9 +416,14 @@ class AsyncRunner(_Runner):
             self._forget(conn)
 
     async def _failed(self, conn: Any, loop: asyncio.AbstractEventLoop, exc: BaseException) -> Any:
-        """Close ``conn`` (its reply is in doubt: never resent, it may have run); raise."""
+        """Close ``conn`` (its reply is in doubt: never resent, it may have run); raise.
+
+        A redirect (``MOVED``, ``ASK``) was read whole and nothing else is
+        pending: that connection is kept open.
+        """
         try:
-            await _disconnect(conn)
+            if not isinstance(exc, AskError):  # MovedError is an AskError too
+                await _disconnect(conn)
             raise exc
         except Exception as error:
             raise unavailable(error, self.timeout) from error
@@ -419,8 +476,9 @@ class AsyncRunner(_Runner):
                 except NoScriptError:
                     await conn.send_packed_command([call.eval(key, now, cost)])
                     return await conn.read_response(disable_decoding=True)
-            except BaseException:
-                await _disconnect(conn)  # a pending reply must never reach the next borrower
+            except BaseException as exc:
+                if not isinstance(exc, AskError):  # a pending reply must never reach the next
+                    await _disconnect(conn)  # borrower (a redirect leaves none)
                 raise
             finally:
                 await pool.release(conn)
@@ -434,6 +492,58 @@ class AsyncRunner(_Runner):
             return await client.execute_command("EVALSHA", call.script.sha, *args)
         except NoScriptError:
             return await client.execute_command("EVAL", call.script.source, *args)
+
+    async def asked(self, call: Call, key: bytes, now: bytes, cost: bytes) -> Any:
+        """Run ``call`` right after ``ASKING``, on one connection: the target of an ``ASK``.
+
+        As :meth:`SyncRunner.asked`.  Own connections bound each read by
+        their socket timeout (at most ``timeout``); a borrowed one is capped
+        with ``asyncio.timeout``.
+        """
+        loop = _get_running_loop()
+        if loop is not self._loop:
+            self._adopt(loop)
+        idle = self._idle
+        try:
+            conn = idle.pop()
+        except IndexError:
+            conn = self._spare()
+            if conn is None:
+                return await self._asked_borrowed(call, key, now, cost)
+        try:
+            reply = await _aasking(conn, call, key, now, cost)
+        except BaseException as exc:
+            return await self._failed(conn, loop, exc)
+        self._keep(conn, loop)
+        return reply
+
+    async def _asked_borrowed(self, call: Call, key: bytes, now: bytes, cost: bytes) -> Any:
+        """On a connection of the client's pool, or of an asyncio cluster node."""
+        pool = self._pool
+        client = self._client
+        try:
+            async with asyncio.timeout(self.timeout):
+                if pool is not None:
+                    conn = await pool.get_connection(*self._get_args)
+                elif callable(getattr(client, "acquire_connection", None)):
+                    conn = client.acquire_connection()
+                else:
+                    raise StoreUnavailable("redis: ASKING needs a cluster node's connections")
+                try:
+                    return await _aasking(conn, call, key, now, cost)
+                except BaseException as exc:
+                    if not isinstance(exc, AskError):  # a redirect leaves no reply pending
+                        await _disconnect(conn)
+                    raise
+                finally:
+                    if pool is not None:
+                        await pool.release(conn)
+                    else:
+                        client.release(conn)
+        except StoreUnavailable:
+            raise
+        except Exception as exc:
+            raise unavailable(exc, self.timeout) from exc
 
     async def aclose(self) -> None:
         """Close the runner's own connections (a later call opens new ones)."""
@@ -452,3 +562,27 @@ class AsyncRunner(_Runner):
 async def _disconnect(conn: Any) -> None:
     with contextlib.suppress(Exception):  # the socket is being dropped either way
         await conn.disconnect(nowait=True)
+
+
+def _asking(conn: Any, call: Call, key: bytes, now: bytes, cost: bytes) -> Any:
+    """``ASKING`` + ``EVALSHA`` in one write (``ASKING`` + ``EVAL`` after ``NOSCRIPT``)."""
+    conn.send_packed_command([ASKING, call.evalsha(key, now, cost)])
+    conn.read_response(disable_decoding=True)  # +OK
+    try:
+        return conn.read_response(disable_decoding=True)
+    except NoScriptError:  # it did not run; ASKING held for that one command
+        conn.send_packed_command([ASKING, call.eval(key, now, cost)])
+        conn.read_response(disable_decoding=True)
+        return conn.read_response(disable_decoding=True)
+
+
+async def _aasking(conn: Any, call: Call, key: bytes, now: bytes, cost: bytes) -> Any:
+    """The asyncio twin of :func:`_asking` (two lines of protocol, not a slow path)."""
+    await conn.send_packed_command([ASKING, call.evalsha(key, now, cost)])
+    await conn.read_response(disable_decoding=True)  # +OK
+    try:
+        return await conn.read_response(disable_decoding=True)
+    except NoScriptError:
+        await conn.send_packed_command([ASKING, call.eval(key, now, cost)])
+        await conn.read_response(disable_decoding=True)
+        return await conn.read_response(disable_decoding=True)
