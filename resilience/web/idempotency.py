@@ -378,7 +378,7 @@ class IdempotencyCore:
                 self._conflict(key, "reused")
                 detail = (
                     f"This {self.header} was already used with a different request "
-                    "(method, path, query, content type or body)."
+                    "(query, content type or body; records are per method and path)."
                 )
                 return Refusal(422, _problem(422, "Unprocessable Content", detail, self.name)), ""
             if status is not IN_PROGRESS:  # UNPROTECTED: fail-open store outage
