@@ -20,6 +20,7 @@ from aiohttp import web
 from resilience import MemoryIdempotencyStore
 from resilience.aiohttp import idempotency_middleware
 from tests.integration.servers import STARTUP_TIMEOUT
+from tests.integration.test_idempotency_http import raw_post
 
 
 @contextlib.asynccontextmanager
@@ -87,10 +88,19 @@ async def test_aiohttp_non_latin1_key_is_400_and_content_type_is_fingerprinted()
         again = await client.post(url + "/created", headers=typed, content=b"a")
         other = [(b"Idempotency-Key", b"k2"), (b"Content-Type", "text/plain; x=\u00a3".encode())]
         reused = await client.post(url + "/created", headers=other, content=b"a")
+        # bytes that are not UTF-8 at all (obs-text), as a raw client sends them
+        raw_keys = [
+            await raw_post(url, b"/created", b"Idempotency-Key: k\xe9"),
+            await raw_post(url, b"/created", b"Idempotency-Key: k\xff\xfe"),
+        ]
+        raw_type = b"Idempotency-Key: k3\r\nContent-Type: t\xe9xt/plain"
+        typed_raw = await raw_post(url, b"/created", raw_type)
     assert first.status_code == again.status_code == 201, first.text
     assert again.headers["idempotent-replayed"] == "true"
     assert reused.status_code == 422, reused.text
-    assert runs == ["/created"]
+    assert raw_keys == [(400, b"application/problem+json")] * 2
+    assert typed_raw[0] == 201
+    assert runs == ["/created", "/created"]
 
 
 async def test_aiohttp_replays_a_non_latin1_response_header_byte_for_byte() -> None:
