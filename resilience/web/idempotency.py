@@ -85,6 +85,7 @@ _DECODED_MAX = 128
 _DECODED_BODY = 16_384
 _SCOPES: dict[tuple[str | None, str, str], str] = {}  # (principal, method, path) -> digest
 _SCOPES_MAX = 4096
+_SCOPE_CHARS = 512  # longer principals and paths are hashed each time: the cache stays small
 _POLL_FIRST = 0.01
 _POLL_MAX = 0.5
 
@@ -336,9 +337,10 @@ class IdempotencyCore:
                 path.encode("utf-8", "surrogateescape"),
             )
         ).hexdigest()[:32]
-        if len(_SCOPES) >= _SCOPES_MAX:
-            _SCOPES.clear()
-        _SCOPES[(principal, method, path)] = scope
+        if len(path) + len(principal or "") <= _SCOPE_CHARS:
+            if len(_SCOPES) >= _SCOPES_MAX:
+                _SCOPES.clear()
+            _SCOPES[(principal, method, path)] = scope
         return f"http:{scope}:{key}"
 
     # -- taking the lease -----------------------------------------------------------------
@@ -378,7 +380,7 @@ class IdempotencyCore:
                 self._conflict(key, "reused")
                 detail = (
                     f"This {self.header} was already used with a different request "
-                    "(method, path, query, content type or body)."
+                    "(query, content type or body; records are per method and path)."
                 )
                 return Refusal(422, _problem(422, "Unprocessable Content", detail, self.name)), ""
             if status is not IN_PROGRESS:  # UNPROTECTED: fail-open store outage

@@ -81,3 +81,20 @@ def test_fingerprint_and_record_key_separate_what_they_must() -> None:
         rk("alice", "POST", "/b", "k"),
     }
     assert len(keys) == 5
+
+
+def test_record_key_cache_holds_no_long_paths_or_principals() -> None:
+    """Clients choose paths and principals (an Authorization header): caching 4096 of
+    them at 16 KiB each would pin 64 MiB per process."""
+    from resilience.web import idempotency as web_idempotency
+
+    rk = IdempotencyCore.record_key
+    long_path = "/" + "p" * 16_000
+    long_user = "Bearer " + "t" * 16_000
+    first = rk(None, "POST", long_path, "k")
+    assert first == rk(None, "POST", long_path, "k")  # hashed again: the same record
+    assert rk(long_user, "POST", "/a", "k") != rk(None, "POST", "/a", "k")
+    for i in range(100):
+        rk(long_user, "POST", f"{long_path}{i}", "k")
+    held = sum(len(p) + len(w or "") for w, _, p in web_idempotency._SCOPES)
+    assert held <= 512 * len(web_idempotency._SCOPES)

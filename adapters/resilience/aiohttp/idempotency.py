@@ -38,14 +38,30 @@ def _payload(response: web.StreamResponse, limit: int) -> bytes | None:
     status = response.status
     if not storable(status):
         return None
-    body = response.body if isinstance(response, web.Response) else None
+    if not isinstance(response, web.Response):
+        return encode_truncated(status)  # streamed by the handler: the bytes were never seen
+    body = b"" if response.body is None else response.body  # None: no body (a 204, say)
     if not isinstance(body, bytes) or len(body) > limit:
         return encode_truncated(status)
-    headers = [
-        (name.lower().encode("latin-1"), value.encode("latin-1"))
-        for name, value in response.headers.items()
-    ]
+    try:  # the bytes aiohttp writes: it sends header values as UTF-8
+        headers = [(_wire(name.lower()), _wire(value)) for name, value in response.headers.items()]
+    except UnicodeEncodeError:  # a lone surrogate: aiohttp could not send it either
+        return encode_truncated(status)
     return encode_response(status, headers, body)
+
+
+def _wire(text: str) -> bytes:
+    """A header as the bytes on the wire: aiohttp parses them as UTF-8 (surrogateescape)
+    and writes them as UTF-8, so this is exact both ways."""
+    return text.encode("utf-8", "surrogateescape")
+
+
+def _text(value: bytes) -> str:
+    """A stored header value as aiohttp must be given it to write these bytes again."""
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:  # not UTF-8 (stored by an ASGI server sharing the store)
+        return value.decode("latin-1")
 
 
 def _replay(stored: Stored) -> web.Response:
@@ -54,7 +70,7 @@ def _replay(stored: Stored) -> web.Response:
     headers.popall("Content-Type", None)
     for name, value in stored.headers:
         if name != b"content-length":
-            headers.add(name.decode("latin-1"), value.decode("latin-1"))
+            headers.add(_text(name), _text(value))
     headers["Idempotent-Replayed"] = "true"
     return response
 
@@ -99,7 +115,7 @@ def idempotency_middleware(
         method = request.method
         if method not in core.methods:
             return await handler(request)
-        values = [v.encode("latin-1") for v in request.headers.getall(core.header, ())]
+        values = [_wire(v) for v in request.headers.getall(core.header, ())]
         key, refusal = core.check_key(values)
         if refusal is not None:
             return _refusal(refusal)
@@ -117,7 +133,7 @@ def idempotency_middleware(
         path = request.path
         who = core.principal(request) if core.principal is not None else None
         record = core.record_key(who, method, path, key)
-        content_type = request.headers.get("Content-Type", "").encode("latin-1")
+        content_type = _wire(request.headers.get("Content-Type", ""))
         query = request.query_string.encode("latin-1", "replace")
         fp = core.fingerprint(method, path, query, content_type, body)
         answer, token = await core.claim(record, fp)
