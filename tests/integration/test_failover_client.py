@@ -8,6 +8,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from yarl import URL
 
 from resilience import EventBus, RetryBudget
 from resilience.aiohttp import FailoverClient, FailoverError
@@ -538,3 +539,63 @@ async def test_older_aiohttp_does_not_follow_redirects_with_credentials(
             assert resp.status == 200
     assert len(secondary.hits) == 1
     assert "Authorization" not in secondary.hits[0].headers
+
+
+# -- found by probing as a demanding user ------------------------------------------------------
+
+
+async def test_a_request_can_run_as_a_task_as_with_a_session(origins: Any) -> None:
+    """``asyncio.create_task(session.get(...))`` works with aiohttp: so must it here."""
+    primary, secondary = origins
+    primary.mode = "503"
+    async with await client_for(primary, secondary) as client:
+        task = asyncio.create_task(client.get("/x"))
+        resp = await task
+        assert await resp.text() == "secondary:GET:-"
+        resp.release()
+        unused = client.get("/never")
+        unused.close()  # a request never started can be discarded, as a coroutine can
+    assert [h.path for h in primary.hits] == ["/x"]
+
+
+async def test_check_health_without_a_health_path_is_a_clear_error(origins: Any) -> None:
+    primary, secondary = origins
+    async with await client_for(primary, secondary, health_path=None) as client:
+        with pytest.raises(RuntimeError, match="health_path=None"):
+            await client.check_health()
+        assert client.snapshot().primary.consecutive_failures == 0
+
+
+async def test_closing_the_client_under_a_request_charges_no_origin(origins: Any) -> None:
+    """Our own shutdown is not an origin failure: no verdict, no breaker failure, no replay."""
+    primary, secondary = origins
+    primary.mode, primary.delay = "slow", 10.0
+    bus = EventBus()
+    seen: list[Event] = []
+    bus.add(seen.append)
+    client = await client_for(primary, secondary, events=bus, unhealthy_after=1)
+    await client.__aenter__()
+    in_flight = asyncio.create_task(client.get("/x"))
+    await wait_until(lambda: len(primary.hits) == 1)
+    await client.close()
+    with pytest.raises(aiohttp.ClientConnectionError) as caught:
+        await in_flight
+    assert not isinstance(caught.value, FailoverError)
+    snap = client.snapshot()
+    assert snap.active == "primary" and snap.primary.consecutive_failures == 0
+    assert client.breakers["primary"].snapshot().calls == 0
+    assert secondary.hits == [] and seen == []
+
+
+async def test_a_session_with_cookies_for_every_host_is_refused(origins: Any) -> None:
+    """``ClientSession(cookies=...)`` cookies go to every host, the secondary included."""
+    primary, secondary = origins
+    async with aiohttp.ClientSession(cookies={"sid": "s3cret"}) as session:
+        with pytest.raises(ValueError, match="cookies"):
+            FailoverClient(primary.url, secondary.url, session=session)
+        FailoverClient(primary.url, secondary.url, session=session, forward_credentials=True)
+    async with aiohttp.ClientSession() as session:  # cookies of another site stay there
+        session.cookie_jar.update_cookies({"sid": "x"}, response_url=URL("http://a.example/"))
+        async with await client_for(primary, secondary, session=session) as client:
+            async with client.get("/x") as resp:
+                assert resp.status == 200

@@ -3,8 +3,9 @@
 An attempt never raises for an outcome the failover logic must weigh (a
 failover status, a connection error, a timeout): it returns an
 :class:`Outcome`.  Errors that another origin could not fix (a bad argument,
-an invalid URL) propagate at once.  A cancelled attempt (the loser of a hedge,
-a caller that gave up) frees its breaker permit and closes its connection.
+an invalid URL, the client's session closed under the request) propagate at
+once.  A cancelled attempt (the loser of a hedge, a caller that gave up) frees
+its breaker permit and closes its connection.
 """
 
 from __future__ import annotations
@@ -98,6 +99,9 @@ async def attempt(
         await breaker.aon_success(permit, now() - start)
         raise
     except Exception as exc:
+        if session.closed:  # the client was closed under this request: not the origin's fault
+            await breaker.arelease(permit)
+            raise
         if is_transport_error(exc):
             await breaker.aon_failure(permit, now() - start)
             kind = "timeout" if isinstance(exc, TimeoutError) else "connection error"

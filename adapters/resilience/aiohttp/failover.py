@@ -153,7 +153,7 @@ class FailoverClient:
             not forward_credentials and self.primary.key != self.secondary.key
         )
         if session is not None and self._strip_on_secondary:
-            refuse_session_credentials(session)
+            refuse_session_credentials(session, self.secondary.base)
         self._session = session
         self._owns_session = session is None
         self._state = SwitchState(since=self._now())
@@ -238,6 +238,8 @@ class FailoverClient:
     async def check_health(self) -> dict[str, bool]:
         """Run one round of active checks on both origins now; return each verdict."""
         session = self._require_session()
+        if self.health_path is None:
+            raise RuntimeError("health checks are disabled (health_path=None): nothing to check")
         primary, secondary = await asyncio.gather(
             self._probe(session, self.primary), self._probe(session, self.secondary)
         )
