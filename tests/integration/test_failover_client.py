@@ -599,3 +599,31 @@ async def test_a_session_with_cookies_for_every_host_is_refused(origins: Any) ->
         async with await client_for(primary, secondary, session=session) as client:
             async with client.get("/x") as resp:
                 assert resp.status == 200
+
+
+async def test_a_caller_cancelled_while_a_hedge_loser_winds_down_stays_cancelled(
+    origins: Any,
+) -> None:
+    """Cancelling the caller while the race waits for its loser is not swallowed."""
+    primary, secondary = origins
+    primary.mode, primary.delay = "slow", 10.0
+    winding_down = asyncio.Event()
+
+    async def slow_exception_hook(session: Any, context: Any, params: Any) -> None:
+        if isinstance(params.exception, asyncio.CancelledError):
+            winding_down.set()
+            await asyncio.sleep(0.5)  # a tracing exporter flushing, say
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_exception.append(slow_exception_hook)
+    async with aiohttp.ClientSession(trace_configs=[trace]) as session:
+        client = await client_for(primary, secondary, session=session, hedge_after=0.05)
+        async with client:
+            caller = asyncio.create_task(client.get("/x"))
+            async with asyncio.timeout(5):
+                await winding_down.wait()  # the secondary won; the primary's attempt is ending
+            caller.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await caller
+            await wait_until(lambda: acquired(session) == 0)  # the winner was released
+    assert len(secondary.hits) == 1

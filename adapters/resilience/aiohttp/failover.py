@@ -411,33 +411,40 @@ class FailoverClient:
             asyncio.ensure_future(self._attempt(session, first, permit, method, path, options))
         }
         outcomes: list[Outcome] = []  # every finished attempt, in the order they finished
+        winner: Outcome | None = None
         second_started = False
         try:
-            while pending:
-                wait = None if second_started else self.hedge_after
-                done, pending = await asyncio.wait(
-                    pending, timeout=wait, return_when=asyncio.FIRST_COMPLETED
-                )
-                for task in done:
-                    outcomes.append(task.result())
-                winner = next((o for o in outcomes if not o.failed), None)
-                if winner is not None:
-                    return _answer([winner])
-                if not second_started:
-                    second_started = True
-                    reason = outcomes[-1].reason if done else "hedge"
-                    other = await self._permit_failover(first, second, method, reason or "")
-                    if other is not None:
-                        pending.add(
-                            asyncio.ensure_future(
-                                self._attempt(session, second, other, method, path, options)
+            try:
+                while pending and winner is None:
+                    wait = None if second_started else self.hedge_after
+                    done, pending = await asyncio.wait(
+                        pending, timeout=wait, return_when=asyncio.FIRST_COMPLETED
+                    )
+                    for task in done:
+                        outcomes.append(task.result())
+                    winner = next((o for o in outcomes if not o.failed), None)
+                    if winner is None and not second_started:
+                        second_started = True
+                        reason = outcomes[-1].reason if done else "hedge"
+                        other = await self._permit_failover(first, second, method, reason or "")
+                        if other is not None:
+                            pending.add(
+                                asyncio.ensure_future(
+                                    self._attempt(session, second, other, method, path, options)
+                                )
                             )
-                        )
-            return _answer(outcomes)
-        finally:
-            await _cancel_and_release(pending)
+            finally:
+                await _end_losers(pending)
+        except BaseException:  # the caller's cancellation included: nothing answered leaks
             for outcome in outcomes:
-                outcome.release()  # _answer detached the one it returned
+                outcome.release()
+            raise
+        if winner is None:
+            return _answer(outcomes)
+        for outcome in outcomes:
+            if outcome is not winner:
+                outcome.release()
+        return _answer([winner])
 
 
 def _answer(outcomes: list[Outcome]) -> aiohttp.ClientResponse:
@@ -471,15 +478,19 @@ def _without_credentials(options: dict[str, Any]) -> dict[str, Any]:
     return stripped
 
 
-async def _cancel_and_release(tasks: set[asyncio.Future[Outcome]]) -> None:
-    """Cancel the losers and wait for them; a loser that answered anyway is released."""
+async def _end_losers(tasks: set[asyncio.Future[Outcome]]) -> None:
+    """Cancel the losers and wait until they end; a loser that answered anyway is released.
+
+    The wait does not catch a cancellation of the caller (it propagates); a
+    loser still winding down then releases its answer when it ends.
+    """
     for task in tasks:
         task.cancel()
-    for task in tasks:
-        try:
-            outcome = await task
-        except asyncio.CancelledError:
-            continue
-        except Exception:  # a loser's error is not the caller's concern
-            continue
-        outcome.release()
+        task.add_done_callback(_release_answer)
+    if tasks:
+        await asyncio.wait(tasks)
+
+
+def _release_answer(task: asyncio.Future[Outcome]) -> None:
+    if not task.cancelled() and task.exception() is None:  # a loser's error is not the caller's
+        task.result().release()
