@@ -108,11 +108,15 @@ async def attempt(
             return Outcome(origin, None, exc, kind)
         await breaker.arelease(permit)
         raise
-    if response.status in failover_on:
-        await breaker.aon_failure(permit, now() - start)
-        return Outcome(origin, response, None, f"status {response.status}")
-    if local:
-        breaker.on_success(permit, now() - start)
-    else:
-        await breaker.aon_success(permit, now() - start)
+    try:  # a remote breaker store is awaited: a cancellation there must not leak the response
+        if response.status in failover_on:
+            await breaker.aon_failure(permit, now() - start)
+            return Outcome(origin, response, None, f"status {response.status}")
+        if local:
+            breaker.on_success(permit, now() - start)
+        else:
+            await breaker.aon_success(permit, now() - start)
+    except BaseException:
+        close_response(response)
+        raise
     return Outcome(origin, response, None, None)

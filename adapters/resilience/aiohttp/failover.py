@@ -337,10 +337,10 @@ class FailoverClient:
         outcome = await self._attempt(session, first, permit, method, path, options)
         if not outcome.failed or not replay:
             return _answer([outcome])
-        other = await self._permit_failover(first, second, method, outcome.reason or "")
-        if other is None:
-            return _answer([outcome])
-        try:
+        try:  # a cancellation while the other breaker answers (a remote store) included
+            other = await self._permit_failover(first, second, method, outcome.reason or "")
+            if other is None:
+                return _answer([outcome])
             last = await self._attempt(session, second, other, method, path, options)
         except BaseException:
             outcome.release()
