@@ -93,3 +93,36 @@ async def test_a_caller_cancelled_during_a_breaker_write_releases_the_response(
         fresh_redis_server.thaw()
         await primary.cleanup()
         await secondary.cleanup()
+
+
+async def test_asnapshot_reads_a_breaker_on_an_asyncio_only_redis_store(
+    fresh_redis_server: RedisServer,
+) -> None:
+    """``snapshot()`` needs a sync client for a Redis breaker; ``asnapshot()`` does not."""
+    import redis.asyncio
+
+    async def serving(request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    primary, primary_url = await _origin(serving)
+    secondary, secondary_url = await _origin(serving)
+    async_only = RedisStore(redis.asyncio.Redis.from_url(fresh_redis_server.url))
+    breakers = (CircuitBreaker("p", store=RedisBreakerStore(async_only)), CircuitBreaker("s"))
+    try:
+        client = FailoverClient(
+            primary_url, secondary_url, breakers=breakers, health_interval=None, events=EventBus()
+        )
+        async with client:
+            async with client.get("/x") as resp:
+                assert resp.status == 200
+            snap = await client.asnapshot()
+            assert snap.active == "primary"
+            assert (snap.primary.breaker, snap.secondary.breaker) == ("closed", "closed")
+            await breakers[0].aforce_open()
+            assert (await client.asnapshot()).primary.breaker == "open"
+            with pytest.raises(TypeError, match="asyncio client"):
+                client.snapshot()  # the sync read has no client to use: a clear error
+    finally:
+        await async_only.aclose()
+        await primary.cleanup()
+        await secondary.cleanup()

@@ -41,7 +41,7 @@ from resilience.aiohttp._failover_types import (
     FailoverSnapshot,
     OriginStatus,
 )
-from resilience.breaker import CircuitBreaker, MemoryBreakerStore
+from resilience.breaker import CircuitBreaker, CircuitState, MemoryBreakerStore
 from resilience.breaker.values import Permit
 from resilience.clock import Clock, now_function, resolve_clock
 from resilience.events import EventBus, FailoverAttempt, FailoverSwitched, resolve_bus
@@ -204,7 +204,22 @@ class FailoverClient:
         return self._state.active
 
     def snapshot(self) -> FailoverSnapshot:
+        """Both origins' health and breakers now.
+
+        A breaker whose state lives in Redis is read synchronously here (it
+        needs a sync client); in async code prefer :meth:`asnapshot`.
+        """
+        breakers = self.breakers
+        return self._snapshot(breakers[PRIMARY].state, breakers[SECONDARY].state)
+
+    async def asnapshot(self) -> FailoverSnapshot:
+        """Async :meth:`snapshot`: reads remote breaker state without blocking the loop."""
+        breakers = self.breakers
+        return self._snapshot(await breakers[PRIMARY].astate(), await breakers[SECONDARY].astate())
+
+    def _snapshot(self, primary: CircuitState, secondary: CircuitState) -> FailoverSnapshot:
         state = self._state
+        breaker_states = {PRIMARY: primary, SECONDARY: secondary}
 
         def status(origin: OriginName) -> OriginStatus:
             health = state.health(origin)
@@ -214,7 +229,7 @@ class FailoverClient:
                 healthy=health.healthy,
                 consecutive_failures=health.failures,
                 consecutive_passes=health.passes,
-                breaker=str(self.breakers[origin].state.value),
+                breaker=str(breaker_states[origin].value),
             )
 
         return FailoverSnapshot(
