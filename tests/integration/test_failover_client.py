@@ -627,3 +627,21 @@ async def test_a_caller_cancelled_while_a_hedge_loser_winds_down_stays_cancelled
                 await caller
             await wait_until(lambda: acquired(session) == 0)  # the winner was released
     assert len(secondary.hits) == 1
+
+
+async def test_headers_given_as_an_iterator_reach_both_origins(origins: Any) -> None:
+    """aiohttp takes any iterable of pairs; a one-shot one must not be used up by our checks."""
+    primary, secondary = origins
+    primary.mode = "503"
+    async with await client_for(primary, secondary) as client:
+        pairs = [("X-Trace", "t1"), ("Idempotency-Key", "k1"), ("Authorization", "Bearer s")]
+        async with client.post("/orders", data=b"1", headers=iter(pairs)) as resp:
+            assert await resp.text() == "secondary:POST:1"
+        async with client.get("/x", headers=(pair for pair in pairs)) as resp:
+            assert resp.status == 200
+    for hit in primary.hits:
+        assert (hit.headers["X-Trace"], hit.headers["Authorization"]) == ("t1", "Bearer s")
+    for hit in secondary.hits:
+        assert hit.headers["X-Trace"] == "t1" and "Authorization" not in hit.headers
+    assert secondary.hits[0].headers["Idempotency-Key"] == "k1"
+    assert len(primary.hits) == len(secondary.hits) == 2

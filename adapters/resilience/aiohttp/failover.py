@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from types import TracebackType
 from typing import Any
 
@@ -326,6 +326,9 @@ class FailoverClient:
         if not isinstance(path, str) or not path.startswith("/"):
             raise ValueError(f"url must be a path on the origins starting with '/', got {path!r}")
         headers = options.get("headers")
+        if headers is not None and not isinstance(headers, Mapping | list | tuple):
+            # An iterator of pairs is read once: keep its pairs for the checks and each attempt.
+            headers = options["headers"] = list(headers)
         replay = is_replayable_body(options.get("data")) and (
             method in self.methods or has_idempotency_key(headers)
         )
