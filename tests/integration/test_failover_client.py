@@ -645,3 +645,25 @@ async def test_headers_given_as_an_iterator_reach_both_origins(origins: Any) -> 
         assert hit.headers["X-Trace"] == "t1" and "Authorization" not in hit.headers
     assert secondary.hits[0].headers["Idempotency-Key"] == "k1"
     assert len(primary.hits) == len(secondary.hits) == 2
+
+
+async def test_a_request_body_that_raises_is_the_callers_error_not_the_origins(
+    origins: Any,
+) -> None:
+    """A body generator's own bug must not open the primary's circuit or move traffic."""
+    primary, secondary = origins
+    async with await client_for(primary, secondary, unhealthy_after=2) as client:
+        for _ in range(3):
+
+            async def body() -> AsyncIterator[bytes]:
+                yield b"part1-"
+                raise ValueError("the caller's bug")
+
+            with pytest.raises(aiohttp.ClientConnectionError) as caught:
+                await client.post("/upload", data=body())
+            assert isinstance(caught.value.__cause__, ValueError)
+        snap = client.snapshot()
+        assert snap.active == "primary" and snap.primary.consecutive_failures == 0
+        assert client.breakers["primary"].snapshot().calls == 0
+        assert acquired(client._session) == 0  # type: ignore[arg-type]
+    assert secondary.hits == []

@@ -33,7 +33,25 @@ TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
 
 
 def is_transport_error(exc: BaseException) -> bool:
-    return isinstance(exc, TRANSPORT_ERRORS) and not isinstance(exc, aiohttp.InvalidURL)
+    return (
+        isinstance(exc, TRANSPORT_ERRORS)
+        and not isinstance(exc, aiohttp.InvalidURL)
+        and not raised_by_the_body(exc)
+    )
+
+
+def raised_by_the_body(exc: BaseException) -> bool:
+    """The caller's request body raised while it was sent (a generator's own bug, say).
+
+    aiohttp reports that as a ``ClientConnectionError`` caused by the body's
+    exception; it says nothing about the origin, so it must not count against it.
+    """
+    cause = exc.__cause__
+    return (
+        isinstance(exc, aiohttp.ClientConnectionError)
+        and cause is not None
+        and not isinstance(cause, TRANSPORT_ERRORS)
+    )
 
 
 @dataclass(slots=True)
