@@ -667,3 +667,34 @@ async def test_a_request_body_that_raises_is_the_callers_error_not_the_origins(
         assert client.breakers["primary"].snapshot().calls == 0
         assert acquired(client._session) == 0  # type: ignore[arg-type]
     assert secondary.hits == []
+
+
+async def test_closing_the_client_under_a_health_check_gives_no_verdict(origins: Any) -> None:
+    primary, secondary = origins
+    primary.health = "blackhole"
+    client = await client_for(primary, secondary, attempt_timeout=10.0, unhealthy_after=1)
+    await client.__aenter__()
+    check = asyncio.create_task(client.check_health())
+    await wait_until(lambda: primary.health_hits == 1 and secondary.health_hits == 1)
+    await client.close()
+    with pytest.raises(aiohttp.ClientConnectionError):
+        await check
+    snap = client.snapshot()
+    assert snap.active == "primary" and snap.primary.consecutive_failures == 0
+
+
+async def test_a_passed_session_closed_under_the_health_checks_stops_them_quietly(
+    origins: Any,
+) -> None:
+    primary, secondary = origins
+    primary.health = "blackhole"
+    session = aiohttp.ClientSession()
+    client = await client_for(
+        primary, secondary, session=session, health_interval=0.05, attempt_timeout=10.0
+    )
+    await client.__aenter__()
+    await wait_until(lambda: primary.health_hits == 1)
+    await session.close()  # closed before the client (the wrong order, but it happens)
+    await asyncio.sleep(0.1)
+    await client.close()  # no error from the stopped checks
+    assert client.snapshot().primary.consecutive_failures == 0

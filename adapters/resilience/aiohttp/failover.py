@@ -276,11 +276,19 @@ class FailoverClient:
         except asyncio.CancelledError:
             raise
         except Exception:
+            if session.closed:  # the client was closed under the check: no verdict
+                raise
             return False
 
     async def _health_loop(self, interval: float) -> None:
         while True:
-            await self.check_health()
+            try:
+                await self.check_health()
+            except Exception:
+                session = self._session
+                if session is None or session.closed:
+                    return  # a passed session was closed under the checks: nothing to check
+                raise
             await asyncio.sleep(interval)
 
     # -- the request API ---------------------------------------------------------------
