@@ -8,6 +8,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from yarl import URL
 
 from resilience import EventBus, RetryBudget
 from resilience.aiohttp import FailoverClient, FailoverError
@@ -538,3 +539,162 @@ async def test_older_aiohttp_does_not_follow_redirects_with_credentials(
             assert resp.status == 200
     assert len(secondary.hits) == 1
     assert "Authorization" not in secondary.hits[0].headers
+
+
+# -- found by probing as a demanding user ------------------------------------------------------
+
+
+async def test_a_request_can_run_as_a_task_as_with_a_session(origins: Any) -> None:
+    """``asyncio.create_task(session.get(...))`` works with aiohttp: so must it here."""
+    primary, secondary = origins
+    primary.mode = "503"
+    async with await client_for(primary, secondary) as client:
+        task = asyncio.create_task(client.get("/x"))
+        resp = await task
+        assert await resp.text() == "secondary:GET:-"
+        resp.release()
+        unused = client.get("/never")
+        unused.close()  # a request never started can be discarded, as a coroutine can
+    assert [h.path for h in primary.hits] == ["/x"]
+
+
+async def test_check_health_without_a_health_path_is_a_clear_error(origins: Any) -> None:
+    primary, secondary = origins
+    async with await client_for(primary, secondary, health_path=None) as client:
+        with pytest.raises(RuntimeError, match="health_path=None"):
+            await client.check_health()
+        assert client.snapshot().primary.consecutive_failures == 0
+
+
+async def test_closing_the_client_under_a_request_charges_no_origin(origins: Any) -> None:
+    """Our own shutdown is not an origin failure: no verdict, no breaker failure, no replay."""
+    primary, secondary = origins
+    primary.mode, primary.delay = "slow", 10.0
+    bus = EventBus()
+    seen: list[Event] = []
+    bus.add(seen.append)
+    client = await client_for(primary, secondary, events=bus, unhealthy_after=1)
+    await client.__aenter__()
+    in_flight = asyncio.create_task(client.get("/x"))
+    await wait_until(lambda: len(primary.hits) == 1)
+    await client.close()
+    with pytest.raises(aiohttp.ClientConnectionError) as caught:
+        await in_flight
+    assert not isinstance(caught.value, FailoverError)
+    snap = client.snapshot()
+    assert snap.active == "primary" and snap.primary.consecutive_failures == 0
+    assert client.breakers["primary"].snapshot().calls == 0
+    assert secondary.hits == [] and seen == []
+
+
+async def test_a_session_with_cookies_for_every_host_is_refused(origins: Any) -> None:
+    """``ClientSession(cookies=...)`` cookies go to every host, the secondary included."""
+    primary, secondary = origins
+    async with aiohttp.ClientSession(cookies={"sid": "s3cret"}) as session:
+        with pytest.raises(ValueError, match="cookies"):
+            FailoverClient(primary.url, secondary.url, session=session)
+        FailoverClient(primary.url, secondary.url, session=session, forward_credentials=True)
+    async with aiohttp.ClientSession() as session:  # cookies of another site stay there
+        session.cookie_jar.update_cookies({"sid": "x"}, response_url=URL("http://a.example/"))
+        async with await client_for(primary, secondary, session=session) as client:
+            async with client.get("/x") as resp:
+                assert resp.status == 200
+
+
+async def test_a_caller_cancelled_while_a_hedge_loser_winds_down_stays_cancelled(
+    origins: Any,
+) -> None:
+    """Cancelling the caller while the race waits for its loser is not swallowed."""
+    primary, secondary = origins
+    primary.mode, primary.delay = "slow", 10.0
+    winding_down = asyncio.Event()
+
+    async def slow_exception_hook(session: Any, context: Any, params: Any) -> None:
+        if isinstance(params.exception, asyncio.CancelledError):
+            winding_down.set()
+            await asyncio.sleep(0.5)  # a tracing exporter flushing, say
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_exception.append(slow_exception_hook)
+    async with aiohttp.ClientSession(trace_configs=[trace]) as session:
+        client = await client_for(primary, secondary, session=session, hedge_after=0.05)
+        async with client:
+            caller = asyncio.create_task(client.get("/x"))
+            async with asyncio.timeout(5):
+                await winding_down.wait()  # the secondary won; the primary's attempt is ending
+            caller.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await caller
+            await wait_until(lambda: acquired(session) == 0)  # the winner was released
+    assert len(secondary.hits) == 1
+
+
+async def test_headers_given_as_an_iterator_reach_both_origins(origins: Any) -> None:
+    """aiohttp takes any iterable of pairs; a one-shot one must not be used up by our checks."""
+    primary, secondary = origins
+    primary.mode = "503"
+    async with await client_for(primary, secondary) as client:
+        pairs = [("X-Trace", "t1"), ("Idempotency-Key", "k1"), ("Authorization", "Bearer s")]
+        async with client.post("/orders", data=b"1", headers=iter(pairs)) as resp:
+            assert await resp.text() == "secondary:POST:1"
+        async with client.get("/x", headers=(pair for pair in pairs)) as resp:
+            assert resp.status == 200
+    for hit in primary.hits:
+        assert (hit.headers["X-Trace"], hit.headers["Authorization"]) == ("t1", "Bearer s")
+    for hit in secondary.hits:
+        assert hit.headers["X-Trace"] == "t1" and "Authorization" not in hit.headers
+    assert secondary.hits[0].headers["Idempotency-Key"] == "k1"
+    assert len(primary.hits) == len(secondary.hits) == 2
+
+
+async def test_a_request_body_that_raises_is_the_callers_error_not_the_origins(
+    origins: Any,
+) -> None:
+    """A body generator's own bug must not open the primary's circuit or move traffic."""
+    primary, secondary = origins
+    async with await client_for(primary, secondary, unhealthy_after=2) as client:
+        for _ in range(3):
+
+            async def body() -> AsyncIterator[bytes]:
+                yield b"part1-"
+                raise ValueError("the caller's bug")
+
+            with pytest.raises(aiohttp.ClientConnectionError) as caught:
+                await client.post("/upload", data=body())
+            assert isinstance(caught.value.__cause__, ValueError)
+        snap = client.snapshot()
+        assert snap.active == "primary" and snap.primary.consecutive_failures == 0
+        assert client.breakers["primary"].snapshot().calls == 0
+        assert acquired(client._session) == 0  # type: ignore[arg-type]
+    assert secondary.hits == []
+
+
+async def test_closing_the_client_under_a_health_check_gives_no_verdict(origins: Any) -> None:
+    primary, secondary = origins
+    primary.health = "blackhole"
+    client = await client_for(primary, secondary, attempt_timeout=10.0, unhealthy_after=1)
+    await client.__aenter__()
+    check = asyncio.create_task(client.check_health())
+    await wait_until(lambda: primary.health_hits == 1 and secondary.health_hits == 1)
+    await client.close()
+    with pytest.raises(aiohttp.ClientConnectionError):
+        await check
+    snap = client.snapshot()
+    assert snap.active == "primary" and snap.primary.consecutive_failures == 0
+
+
+async def test_a_passed_session_closed_under_the_health_checks_stops_them_quietly(
+    origins: Any,
+) -> None:
+    primary, secondary = origins
+    primary.health = "blackhole"
+    session = aiohttp.ClientSession()
+    client = await client_for(
+        primary, secondary, session=session, health_interval=0.05, attempt_timeout=10.0
+    )
+    await client.__aenter__()
+    await wait_until(lambda: primary.health_hits == 1)
+    await session.close()  # closed before the client (the wrong order, but it happens)
+    await asyncio.sleep(0.1)
+    await client.close()  # no error from the stopped checks
+    assert client.snapshot().primary.consecutive_failures == 0

@@ -3,8 +3,9 @@
 An attempt never raises for an outcome the failover logic must weigh (a
 failover status, a connection error, a timeout): it returns an
 :class:`Outcome`.  Errors that another origin could not fix (a bad argument,
-an invalid URL) propagate at once.  A cancelled attempt (the loser of a hedge,
-a caller that gave up) frees its breaker permit and closes its connection.
+an invalid URL, the client's session closed under the request) propagate at
+once.  A cancelled attempt (the loser of a hedge, a caller that gave up) frees
+its breaker permit and closes its connection.
 """
 
 from __future__ import annotations
@@ -32,7 +33,25 @@ TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
 
 
 def is_transport_error(exc: BaseException) -> bool:
-    return isinstance(exc, TRANSPORT_ERRORS) and not isinstance(exc, aiohttp.InvalidURL)
+    return (
+        isinstance(exc, TRANSPORT_ERRORS)
+        and not isinstance(exc, aiohttp.InvalidURL)
+        and not raised_by_the_body(exc)
+    )
+
+
+def raised_by_the_body(exc: BaseException) -> bool:
+    """The caller's request body raised while it was sent (a generator's own bug, say).
+
+    aiohttp reports that as a ``ClientConnectionError`` caused by the body's
+    exception; it says nothing about the origin, so it must not count against it.
+    """
+    cause = exc.__cause__
+    return (
+        isinstance(exc, aiohttp.ClientConnectionError)
+        and cause is not None
+        and not isinstance(cause, TRANSPORT_ERRORS)
+    )
 
 
 @dataclass(slots=True)
@@ -98,17 +117,24 @@ async def attempt(
         await breaker.aon_success(permit, now() - start)
         raise
     except Exception as exc:
+        if session.closed:  # the client was closed under this request: not the origin's fault
+            await breaker.arelease(permit)
+            raise
         if is_transport_error(exc):
             await breaker.aon_failure(permit, now() - start)
             kind = "timeout" if isinstance(exc, TimeoutError) else "connection error"
             return Outcome(origin, None, exc, kind)
         await breaker.arelease(permit)
         raise
-    if response.status in failover_on:
-        await breaker.aon_failure(permit, now() - start)
-        return Outcome(origin, response, None, f"status {response.status}")
-    if local:
-        breaker.on_success(permit, now() - start)
-    else:
-        await breaker.aon_success(permit, now() - start)
+    try:  # a remote breaker store is awaited: a cancellation there must not leak the response
+        if response.status in failover_on:
+            await breaker.aon_failure(permit, now() - start)
+            return Outcome(origin, response, None, f"status {response.status}")
+        if local:
+            breaker.on_success(permit, now() - start)
+        else:
+            await breaker.aon_success(permit, now() - start)
+    except BaseException:
+        close_response(response)
+        raise
     return Outcome(origin, response, None, None)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from yarl import URL
+
 import aiohttp
 from resilience import _validate
 from resilience.breaker import CircuitBreaker, CountWindow
@@ -56,12 +58,18 @@ def default_breaker(name: str, clock: Clock, events: EventBus) -> CircuitBreaker
     )
 
 
-def refuse_session_credentials(session: aiohttp.ClientSession) -> None:
-    """A session's default credentials would reach the secondary on every failover."""
+def refuse_session_credentials(session: aiohttp.ClientSession, secondary: str) -> None:
+    """A session's default credentials would reach the secondary on every failover.
+
+    That covers its default headers and ``auth``, and the cookies its jar would
+    send to the secondary (``ClientSession(cookies=...)`` makes cookies that go
+    to every host).
+    """
     defaults = getattr(session, "headers", None) or {}
-    if carries_credentials(defaults, {"auth": getattr(session, "auth", None)}):
+    jar = session.cookie_jar.filter_cookies(URL(secondary))
+    if carries_credentials(defaults, {"auth": getattr(session, "auth", None)}) or jar:
         raise ValueError(
-            "session has default Authorization/Cookie/Proxy-Authorization headers or auth; "
-            "they would reach the secondary (another host): pass them per request, or set "
-            "forward_credentials=True"
+            "session has default Authorization/Cookie/Proxy-Authorization headers, auth or "
+            "cookies; they would reach the secondary (another host): pass them per request, "
+            "or set forward_credentials=True"
         )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Generator, Iterable
+from collections.abc import Coroutine, Generator, Iterable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -50,14 +50,27 @@ class FailoverSnapshot:
     secondary: OriginStatus
 
 
-class FailoverRequest:
-    """What ``client.get(...)`` returns: awaitable, or ``async with`` (releases on exit)."""
+class FailoverRequest(Coroutine[Any, Any, aiohttp.ClientResponse]):
+    """What ``client.get(...)`` returns: awaitable, or ``async with`` (releases on exit).
+
+    A coroutine, as aiohttp's own request context manager is, so that
+    ``asyncio.create_task(client.get(...))`` works as it does with a session.
+    """
 
     __slots__ = ("_coro", "_response")
 
-    def __init__(self, coro: Awaitable[aiohttp.ClientResponse]) -> None:
+    def __init__(self, coro: Coroutine[Any, Any, aiohttp.ClientResponse]) -> None:
         self._coro = coro
         self._response: aiohttp.ClientResponse | None = None
+
+    def send(self, value: Any) -> Any:
+        return self._coro.send(value)
+
+    def throw(self, *args: Any, **kwargs: Any) -> Any:
+        return self._coro.throw(*args, **kwargs)
+
+    def close(self) -> None:
+        self._coro.close()
 
     def __await__(self) -> Generator[Any, None, aiohttp.ClientResponse]:
         return self._coro.__await__()

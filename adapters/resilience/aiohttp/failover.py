@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from types import TracebackType
 from typing import Any
 
@@ -41,7 +41,7 @@ from resilience.aiohttp._failover_types import (
     FailoverSnapshot,
     OriginStatus,
 )
-from resilience.breaker import CircuitBreaker, MemoryBreakerStore
+from resilience.breaker import CircuitBreaker, CircuitState, MemoryBreakerStore
 from resilience.breaker.values import Permit
 from resilience.clock import Clock, now_function, resolve_clock
 from resilience.events import EventBus, FailoverAttempt, FailoverSwitched, resolve_bus
@@ -153,7 +153,7 @@ class FailoverClient:
             not forward_credentials and self.primary.key != self.secondary.key
         )
         if session is not None and self._strip_on_secondary:
-            refuse_session_credentials(session)
+            refuse_session_credentials(session, self.secondary.base)
         self._session = session
         self._owns_session = session is None
         self._state = SwitchState(since=self._now())
@@ -204,7 +204,22 @@ class FailoverClient:
         return self._state.active
 
     def snapshot(self) -> FailoverSnapshot:
+        """Both origins' health and breakers now.
+
+        A breaker whose state lives in Redis is read synchronously here (it
+        needs a sync client); in async code prefer :meth:`asnapshot`.
+        """
+        breakers = self.breakers
+        return self._snapshot(breakers[PRIMARY].state, breakers[SECONDARY].state)
+
+    async def asnapshot(self) -> FailoverSnapshot:
+        """Async :meth:`snapshot`: reads remote breaker state without blocking the loop."""
+        breakers = self.breakers
+        return self._snapshot(await breakers[PRIMARY].astate(), await breakers[SECONDARY].astate())
+
+    def _snapshot(self, primary: CircuitState, secondary: CircuitState) -> FailoverSnapshot:
         state = self._state
+        breaker_states = {PRIMARY: primary, SECONDARY: secondary}
 
         def status(origin: OriginName) -> OriginStatus:
             health = state.health(origin)
@@ -214,7 +229,7 @@ class FailoverClient:
                 healthy=health.healthy,
                 consecutive_failures=health.failures,
                 consecutive_passes=health.passes,
-                breaker=str(self.breakers[origin].state.value),
+                breaker=str(breaker_states[origin].value),
             )
 
         return FailoverSnapshot(
@@ -238,6 +253,8 @@ class FailoverClient:
     async def check_health(self) -> dict[str, bool]:
         """Run one round of active checks on both origins now; return each verdict."""
         session = self._require_session()
+        if self.health_path is None:
+            raise RuntimeError("health checks are disabled (health_path=None): nothing to check")
         primary, secondary = await asyncio.gather(
             self._probe(session, self.primary), self._probe(session, self.secondary)
         )
@@ -259,11 +276,19 @@ class FailoverClient:
         except asyncio.CancelledError:
             raise
         except Exception:
+            if session.closed:  # the client was closed under the check: no verdict
+                raise
             return False
 
     async def _health_loop(self, interval: float) -> None:
         while True:
-            await self.check_health()
+            try:
+                await self.check_health()
+            except Exception:
+                session = self._session
+                if session is None or session.closed:
+                    return  # a passed session was closed under the checks: nothing to check
+                raise
             await asyncio.sleep(interval)
 
     # -- the request API ---------------------------------------------------------------
@@ -309,6 +334,9 @@ class FailoverClient:
         if not isinstance(path, str) or not path.startswith("/"):
             raise ValueError(f"url must be a path on the origins starting with '/', got {path!r}")
         headers = options.get("headers")
+        if headers is not None and not isinstance(headers, Mapping | list | tuple):
+            # An iterator of pairs is read once: keep its pairs for the checks and each attempt.
+            headers = options["headers"] = list(headers)
         replay = is_replayable_body(options.get("data")) and (
             method in self.methods or has_idempotency_key(headers)
         )
@@ -335,10 +363,10 @@ class FailoverClient:
         outcome = await self._attempt(session, first, permit, method, path, options)
         if not outcome.failed or not replay:
             return _answer([outcome])
-        other = await self._permit_failover(first, second, method, outcome.reason or "")
-        if other is None:
-            return _answer([outcome])
-        try:
+        try:  # a cancellation while the other breaker answers (a remote store) included
+            other = await self._permit_failover(first, second, method, outcome.reason or "")
+            if other is None:
+                return _answer([outcome])
             last = await self._attempt(session, second, other, method, path, options)
         except BaseException:
             outcome.release()
@@ -409,33 +437,40 @@ class FailoverClient:
             asyncio.ensure_future(self._attempt(session, first, permit, method, path, options))
         }
         outcomes: list[Outcome] = []  # every finished attempt, in the order they finished
+        winner: Outcome | None = None
         second_started = False
         try:
-            while pending:
-                wait = None if second_started else self.hedge_after
-                done, pending = await asyncio.wait(
-                    pending, timeout=wait, return_when=asyncio.FIRST_COMPLETED
-                )
-                for task in done:
-                    outcomes.append(task.result())
-                winner = next((o for o in outcomes if not o.failed), None)
-                if winner is not None:
-                    return _answer([winner])
-                if not second_started:
-                    second_started = True
-                    reason = outcomes[-1].reason if done else "hedge"
-                    other = await self._permit_failover(first, second, method, reason or "")
-                    if other is not None:
-                        pending.add(
-                            asyncio.ensure_future(
-                                self._attempt(session, second, other, method, path, options)
+            try:
+                while pending and winner is None:
+                    wait = None if second_started else self.hedge_after
+                    done, pending = await asyncio.wait(
+                        pending, timeout=wait, return_when=asyncio.FIRST_COMPLETED
+                    )
+                    for task in done:
+                        outcomes.append(task.result())
+                    winner = next((o for o in outcomes if not o.failed), None)
+                    if winner is None and not second_started:
+                        second_started = True
+                        reason = outcomes[-1].reason if done else "hedge"
+                        other = await self._permit_failover(first, second, method, reason or "")
+                        if other is not None:
+                            pending.add(
+                                asyncio.ensure_future(
+                                    self._attempt(session, second, other, method, path, options)
+                                )
                             )
-                        )
-            return _answer(outcomes)
-        finally:
-            await _cancel_and_release(pending)
+            finally:
+                await _end_losers(pending)
+        except BaseException:  # the caller's cancellation included: nothing answered leaks
             for outcome in outcomes:
-                outcome.release()  # _answer detached the one it returned
+                outcome.release()
+            raise
+        if winner is None:
+            return _answer(outcomes)
+        for outcome in outcomes:
+            if outcome is not winner:
+                outcome.release()
+        return _answer([winner])
 
 
 def _answer(outcomes: list[Outcome]) -> aiohttp.ClientResponse:
@@ -469,15 +504,19 @@ def _without_credentials(options: dict[str, Any]) -> dict[str, Any]:
     return stripped
 
 
-async def _cancel_and_release(tasks: set[asyncio.Future[Outcome]]) -> None:
-    """Cancel the losers and wait for them; a loser that answered anyway is released."""
+async def _end_losers(tasks: set[asyncio.Future[Outcome]]) -> None:
+    """Cancel the losers and wait until they end; a loser that answered anyway is released.
+
+    The wait does not catch a cancellation of the caller (it propagates); a
+    loser still winding down then releases its answer when it ends.
+    """
     for task in tasks:
         task.cancel()
-    for task in tasks:
-        try:
-            outcome = await task
-        except asyncio.CancelledError:
-            continue
-        except Exception:  # a loser's error is not the caller's concern
-            continue
-        outcome.release()
+        task.add_done_callback(_release_answer)
+    if tasks:
+        await asyncio.wait(tasks)
+
+
+def _release_answer(task: asyncio.Future[Outcome]) -> None:
+    if not task.cancelled() and task.exception() is None:  # a loser's error is not the caller's
+        task.result().release()
