@@ -21,7 +21,15 @@ from dataclasses import dataclass, field
 from resilience.claimcheck.claimcheck import ClaimCheck, ValetGrant
 from resilience.claimcheck.errors import PayloadMissing, TicketExpired, TicketInvalid
 
-__all__ = ["ValetPlan", "missing", "parse_range", "plan", "problem_body", "stream_or_missing"]
+__all__ = [
+    "ValetPlan",
+    "check_present",
+    "missing",
+    "parse_range",
+    "plan",
+    "problem_body",
+    "stream_or_missing",
+]
 
 PROBLEM = "application/problem+json"
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
@@ -147,7 +155,7 @@ async def stream_or_missing(
     Returns the plan to send, the rest of the stream and its first chunk.
     """
     if valet.grant is None or valet.start >= valet.end:
-        return valet, None, b""
+        return await check_present(cc, valet), None, b""
     stream = cc.astream(valet.grant, valet.start, valet.end)
     try:
         first = await anext(stream, b"")
@@ -155,3 +163,22 @@ async def stream_or_missing(
         await stream.aclose()
         return missing(), None, b""
     return valet, stream, first
+
+
+async def check_present(cc: ClaimCheck, valet: ValetPlan) -> ValetPlan:
+    """The plan, or a 404 if its payload is gone: what HEAD (or an empty body) must answer.
+
+    HEAD is GET without the body (RFC 9110 9.3.2), so it reports a released
+    payload as GET would; opening an empty range asks the store without
+    reading the payload.
+    """
+    if valet.grant is None:
+        return valet
+    stream = cc.astream(valet.grant, 0, 0) if valet.grant.size else cc.astream(valet.grant)
+    try:
+        await anext(stream, b"")
+    except PayloadMissing:
+        return missing()
+    finally:
+        await stream.aclose()
+    return valet

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -146,3 +148,69 @@ def test_parse_range_edges() -> None:
     assert parse_range("bytes=9-9", 10) == (9, 10)
     assert parse_range("bytes=" + "9" * 30 + "-", 10) is None
     assert parse_range("bytes=-", 10) is None
+
+
+async def test_head_answers_like_get_for_a_released_payload(kind: str, cc: ClaimCheck) -> None:
+    """HEAD is GET without the body (RFC 9110 9.3.2): 404 once the payload is gone."""
+    env = cc.check_in(DATA)
+    token = cc.grant(env, ttl=60)
+    async with serve(kind, cc) as base, aiohttp.ClientSession() as http:
+        async with http.head(f"{base}/{token}", headers={"Range": "bytes=0-9"}) as r:
+            assert r.status == 206 and r.headers["Content-Range"] == f"bytes 0-9/{len(DATA)}"
+        cc.release(env)
+        for headers in ({}, {"Range": "bytes=0-9"}):
+            async with http.get(f"{base}/{token}", headers=headers) as r:
+                assert r.status == 404
+            async with http.head(f"{base}/{token}", headers=headers) as r:
+                assert r.status == 404, headers
+                assert r.headers["Content-Type"] == "application/problem+json"
+
+
+class _CountingFileStore(FileBlobStore):
+    """A file store that counts the chunks its readers return and notes when one closes."""
+
+    def __init__(self, directory: Path) -> None:
+        super().__init__(directory, chunk_size=64 * 1024, fsync=False)
+        self.chunks_read = 0
+        self.closed = asyncio.Event()
+        self.loop = asyncio.get_running_loop()
+
+    def reader(self, blob_id: str, start: int = 0, end: int | None = None) -> Any:
+        inner = super().reader(blob_id, start, end)
+        store = self
+
+        class Counting:
+            def read_chunk(self) -> bytes:
+                chunk = inner.read_chunk()
+                store.chunks_read += 1
+                return chunk
+
+            def close(self) -> None:
+                inner.close()
+                store.loop.call_soon_threadsafe(store.closed.set)
+
+        return Counting()
+
+
+async def test_client_gone_mid_download_stops_the_read(kind: str, tmp_path: Path) -> None:
+    """A client that hangs up after 1 MiB of 32 MiB: the server stops reading the store."""
+    store = _CountingFileStore(tmp_path)
+    cc = ClaimCheck(store, SECRET, events=EventBus())
+    total_chunks = 512
+    env = cc.check_in(iter([os.urandom(64 * 1024)] * total_chunks))
+    token = cc.grant(env, ttl=60)
+    async with serve(kind, cc) as base:
+        host, port = base.removeprefix("http://").split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(f"GET /{token} HTTP/1.1\r\nHost: files\r\n\r\n".encode())
+        await writer.drain()
+        received = 0
+        async with asyncio.timeout(30):
+            while received < 1024 * 1024:
+                data = await reader.read(64 * 1024)
+                assert data
+                received += len(data)
+        writer.transport.abort()  # the client is gone
+        async with asyncio.timeout(30):
+            await store.closed.wait()
+    assert store.chunks_read < total_chunks // 2

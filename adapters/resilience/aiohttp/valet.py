@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from resilience.claimcheck.claimcheck import ClaimCheck
-from resilience.claimcheck.valet import plan, stream_or_missing
+from resilience.claimcheck.valet import check_present, plan, stream_or_missing
 
 __all__ = ["valet_key_handler"]
 
@@ -32,10 +32,11 @@ def valet_key_handler(cc: ClaimCheck) -> Handler:
         valet = plan(
             cc, token, method, request.headers.get("Range"), request.headers.get("If-Range")
         )
+        stream, first = None, b""
         if valet.body is None and request.method != "HEAD":
             valet, stream, first = await stream_or_missing(cc, valet)
-        else:
-            stream, first = None, b""
+        elif valet.body is None:
+            valet = await check_present(cc, valet)
         response = web.StreamResponse(status=valet.status)
         for name, value in valet.headers:
             response.headers[name] = value
