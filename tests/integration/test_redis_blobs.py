@@ -107,3 +107,43 @@ async def test_async_client(redis_url: str) -> None:
         assert await client.keys("*") == []
     finally:
         await client.aclose()
+
+
+class _RacingClient:
+    """A redis.Redis whose first ``SET ... NX`` (a writer claiming the content index)
+    is followed, before the writer's next command, by ``meanwhile()``."""
+
+    def __init__(self, client: redis.Redis, meanwhile: Callable[[], object]) -> None:
+        self._client = client
+        self._meanwhile: Callable[[], object] | None = meanwhile
+
+    def execute_command(self, *args: object, **options: object) -> object:
+        reply = self._client.execute_command(*args, **options)
+        if args[0] == "SET" and "NX" in args and self._meanwhile is not None:
+            meanwhile, self._meanwhile = self._meanwhile, None
+            meanwhile()
+        return reply
+
+    def register_script(self, source: str) -> object:
+        return self._client.register_script(source)
+
+
+def test_the_same_bytes_checked_in_concurrently_are_stored_once(client: redis.Redis) -> None:
+    """A second check-in landing while the first files the same bytes shares its copy."""
+    data = os.urandom(20_000)
+    other = ClaimCheck(RedisBlobStore(client, chunk_size=4096), SECRET, threshold=1,
+                       events=EventBus())  # fmt: skip
+    second: list[object] = []
+    racing = RedisBlobStore(
+        _RacingClient(client, lambda: second.append(other.check_in(data))), chunk_size=4096
+    )
+    first = ClaimCheck(racing, SECRET, threshold=1, events=EventBus()).check_in(data)
+    [env] = second
+    a, b = other.ticket(first), other.ticket(env)  # type: ignore[arg-type]
+    assert a is not None and b is not None
+    assert a.blob_id == b.blob_id  # one copy
+    assert len(client.keys("rcc:{*}:m")) == 1
+    assert other.release(first) is False  # the other ticket still holds it
+    assert other.redeem(env) == data
+    assert other.release(env) is True
+    assert client.keys("*") == []

@@ -346,33 +346,40 @@ class RedisBlobStore:
         ttl = self._ttl_ms(expires_at, now)
         exp = self._expiry_ms(expires_at)
         index = self._index(digest)
+        uid = writer.uid
+        filed = False  # our copy is committed; the index names only committed payloads
         for _ in range(3):  # the index can point at a payload that expired meanwhile
             existing = yield self._cmd("GET", index)
             if existing is not None:
-                uid = existing.decode() if isinstance(existing, bytes) else str(existing)
-                if _UID.fullmatch(uid):
+                other = existing.decode() if isinstance(existing, bytes) else str(existing)
+                if _UID.fullmatch(other) and other != uid:
                     added = yield self._script(
                         "add_ref",
-                        [self._meta(uid), self._refs(uid)],
-                        [ref, exp, ttl, self._chunk_prefix(uid)],
+                        [self._meta(other), self._refs(other)],
+                        [ref, exp, ttl, self._chunk_prefix(other)],
                     )
-                    if added:
-                        yield from writer._delete_steps()
+                    if added:  # the same bytes are stored already: drop our copy
+                        if filed:
+                            yield from self._release_steps(uid, ref)
+                        else:
+                            yield from writer._delete_steps()
                         writer.done = True
-                        return uid
+                        return other
                 yield self._script("unindex", [index], [existing])
-            claimed = yield self._cmd("SET", index, writer.uid, "NX", "PX", ttl)
-            if claimed:
-                uid = writer.uid
+            if not filed:
                 yield self._script(
                     "commit",
                     [self._meta(uid), self._refs(uid)],
                     [size, digest, writer.chunks, self.chunk_size, ref, exp, ttl,
                      self._chunk_prefix(uid)],
                 )  # fmt: skip
+                filed = True
+            claimed = yield self._cmd("SET", index, uid, "NX", "PX", ttl)
+            if claimed:
                 writer.done = True
                 return uid
-        raise RuntimeError("content index kept changing; giving up after 3 attempts")
+        writer.done = True  # the index kept changing: our copy is filed, just not shared
+        return uid
 
     def commit(
         self,
