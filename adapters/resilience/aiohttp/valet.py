@@ -51,7 +51,10 @@ def valet_key_handler(cc: ClaimCheck) -> Handler:
             try:
                 chunk = first
                 while chunk:
-                    await response.write(chunk)
+                    try:
+                        await response.write(chunk)
+                    except ConnectionError:  # the client hung up: not a server error
+                        return response
                     chunk = await anext(stream, b"")
             finally:
                 await stream.aclose()
