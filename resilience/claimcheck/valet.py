@@ -9,6 +9,8 @@ a range that starts past the end gives 416 with ``Content-Range: bytes */size``;
 a syntactically invalid or multi-part ``Range`` is ignored (200, the whole
 payload), as is a ``Range`` whose ``If-Range`` does not match the ETag.
 The ETag is the payload's SHA-256 digest: it never changes for a given id.
+``If-None-Match`` naming it (or ``*``) gives 304 (RFC 9110 13.1.2), evaluated
+before ``Range`` as section 13.2.2 orders.
 """
 
 from __future__ import annotations
@@ -65,6 +67,13 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     return start, end
 
 
+def _none_match(header: str, etag: str) -> bool:
+    """``If-None-Match`` names ``etag`` (weak comparison, RFC 9110 8.8.3.2) or is ``*``."""
+    if header.strip() == "*":
+        return True
+    return any(tag.strip().removeprefix("W/") == etag for tag in header.split(","))
+
+
 def problem_body(status: int, title: str, detail: str) -> bytes:
     """An RFC 9457 problem document."""
     doc = {"type": "about:blank", "title": title, "status": status, "detail": detail}
@@ -95,6 +104,7 @@ def plan(
     method: str,
     range_header: str | None = None,
     if_range: str | None = None,
+    if_none_match: str | None = None,
 ) -> ValetPlan:
     """Check the token and the request; decide status, headers and what to stream."""
     if method not in ("GET", "HEAD"):
@@ -113,6 +123,8 @@ def plan(
         ("accept-ranges", "bytes"),
         ("cache-control", "private, no-store"),
     ]
+    if if_none_match is not None and _none_match(if_none_match, etag):
+        return ValetPlan(304, common, None, grant, 0, 0)  # nothing to send: start == end
     if if_range is not None and if_range.strip() != etag:
         range_header = None
     try:

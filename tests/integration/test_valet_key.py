@@ -250,3 +250,26 @@ async def test_client_gone_mid_download_stops_the_read(
     assert store.chunks_read < total_chunks // 2
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert errors == []
+
+
+async def test_if_none_match_gives_304(kind: str, cc: ClaimCheck) -> None:
+    """RFC 9110 13.1.2: a GET or HEAD whose If-None-Match names the ETag gets 304, no body."""
+    env = cc.check_in(DATA)
+    token = cc.grant(env, ttl=60)
+    ticket = cc.ticket(env)
+    assert ticket is not None
+    etag = f'"{ticket.digest}"'
+    async with serve(kind, cc) as base, aiohttp.ClientSession() as http:
+        for value in (etag, f"W/{etag}", "*", f'"other", {etag}'):
+            ranged = {"If-None-Match": value, "Range": "bytes=0-9"}
+            for headers in ({"If-None-Match": value}, ranged):
+                async with http.get(f"{base}/{token}", headers=headers) as r:
+                    assert r.status == 304, headers
+                    assert r.headers["ETag"] == etag and await r.read() == b""
+                async with http.head(f"{base}/{token}", headers=headers) as r:
+                    assert r.status == 304, headers
+        async with http.get(f"{base}/{token}", headers={"If-None-Match": '"other"'}) as r:
+            assert r.status == 200 and await r.read() == DATA
+        cc.release(env)
+        async with http.get(f"{base}/{token}", headers={"If-None-Match": etag}) as r:
+            assert r.status == 404  # preconditions only apply where GET would succeed

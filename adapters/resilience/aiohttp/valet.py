@@ -29,8 +29,14 @@ def valet_key_handler(cc: ClaimCheck) -> Handler:
     async def handle(request: web.Request) -> web.StreamResponse:
         token = request.match_info.get("token") or request.path.rsplit("/", 1)[-1]
         method = "GET" if request.method == "HEAD" else request.method
+        headers = request.headers
         valet = plan(
-            cc, token, method, request.headers.get("Range"), request.headers.get("If-Range")
+            cc,
+            token,
+            method,
+            headers.get("Range"),
+            headers.get("If-Range"),
+            headers.get("If-None-Match"),
         )
         stream, first = None, b""
         if valet.body is None and request.method != "HEAD":

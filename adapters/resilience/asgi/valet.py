@@ -63,6 +63,7 @@ class ValetKeyApp:
             scope.get("method", "GET"),
             _header(scope, b"range"),
             _header(scope, b"if-range"),
+            _header(scope, b"if-none-match"),
         )
         if valet.body is not None:
             await _send(send, valet.status, valet.headers, valet.body)
