@@ -147,3 +147,17 @@ def test_the_same_bytes_checked_in_concurrently_are_stored_once(client: redis.Re
     assert other.redeem(env) == data
     assert other.release(env) is True
     assert client.keys("*") == []
+
+
+def test_content_index_lives_as_long_as_the_payload(client: redis.Redis) -> None:
+    """A longer-lived second ticket extends the payload's keys and its content index alike,
+    so the same bytes checked in once the first ticket lapsed still find the one copy."""
+    store = RedisBlobStore(client, max_ttl=500.0)
+    short = ClaimCheck(store, SECRET, threshold=1, ttl=10.0, events=EventBus())
+    forever = ClaimCheck(store, SECRET, threshold=1, events=EventBus())
+    ticket = short.ticket(short.check_in(b"payload"))
+    assert ticket is not None
+    forever.check_in(b"payload")
+    index = f"rcc:d:{ticket.digest}"
+    assert client.pttl(index) > 400_000
+    assert all(400_000 < client.pttl(k) <= 500_000 for k in client.keys("*"))

@@ -118,6 +118,14 @@ return 1
 """
 )
 
+# KEYS: index.  ARGV: uid, ttl ms.  Make the index entry, if it still names this payload,
+# live at least ttl ms (as long as the payload's longest-lived reference).
+_EXTEND_INDEX = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 1
+"""
+
 # KEYS: index.  ARGV: uid.  Delete the index entry only if it still names this upload.
 _UNINDEX = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -265,6 +273,7 @@ class RedisBlobStore:
             ("release", _RELEASE),
             ("sweep_one", _SWEEP_ONE),
             ("unindex", _UNINDEX),
+            ("extend_index", _EXTEND_INDEX),
         ):
             self._scripts[name] = (
                 None if self._sync is None else self._sync.register_script(source),
@@ -359,6 +368,7 @@ class RedisBlobStore:
                         [ref, exp, ttl, self._chunk_prefix(other)],
                     )
                     if added:  # the same bytes are stored already: drop our copy
+                        yield self._script("extend_index", [index], [other, ttl])
                         if filed:
                             yield from self._release_steps(uid, ref)
                         else:
