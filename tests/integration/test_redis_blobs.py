@@ -8,10 +8,13 @@ from collections.abc import Callable, Iterator
 import pytest
 import redis
 import redis.asyncio
+import redis.asyncio.cluster
+import redis.cluster
 
 from resilience import ClaimCheck, PayloadMissing
 from resilience.events import EventBus
 from resilience.redis import RedisBlobStore
+from resilience.redis.testing import RedisClusterNodes
 from resilience.testing import FakeClock
 from tests.claimcheck_contract import SECRET, check_store_contract
 
@@ -161,3 +164,29 @@ def test_content_index_lives_as_long_as_the_payload(client: redis.Redis) -> None
     index = f"rcc:d:{ticket.digest}"
     assert client.pttl(index) > 400_000
     assert all(400_000 < client.pttl(k) <= 500_000 for k in client.keys("*"))
+
+
+async def test_expired_and_sweep_on_a_cluster(redis_cluster: RedisClusterNodes) -> None:
+    """On Redis Cluster, SCAN answers per node: expired() and sweep() see every payload."""
+    port = redis_cluster.ports[0]
+    sync = redis.cluster.RedisCluster(host="127.0.0.1", port=port)
+    aio = redis.asyncio.cluster.RedisCluster(host="127.0.0.1", port=port)
+    try:
+        prefix = f"rcc-{os.urandom(4).hex()}:"
+        clock = FakeClock(1_700_000_000.0)
+        for client in (sync, aio):
+            store = RedisBlobStore(client, prefix=prefix, chunk_size=1000)
+            cc = ClaimCheck(store, SECRET, threshold=1, ttl=60.0, clock=clock, events=EventBus())
+            envs = [await cc.acheck_in(os.urandom(3000)) for _ in range(12)]
+            ids = sorted(cc.ticket(e).blob_id for e in envs)  # type: ignore[union-attr]
+            clock.advance(61)
+            if client is sync:
+                assert store.expired(clock.time()) == ids
+                assert cc.sweep() == 12
+            else:
+                assert await store.aexpired(clock.time()) == ids
+                assert await cc.asweep() == 12
+            assert list(sync.scan_iter(match=f"{prefix}*")) == []
+    finally:
+        sync.close()
+        await aio.aclose()

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import inspect
 import math
 import re
@@ -481,19 +482,19 @@ class RedisBlobStore:
 
     def _scan_steps(self) -> _Steps:
         """Uids of every committed payload (SCAN over the meta keys; per node on a cluster)."""
-        uids: list[str] = []
-        cursor: Any = 0
         pattern = f"{self.prefix}{{*}}:m"
-        while True:
-            reply = yield self._cmd("SCAN", cursor, "MATCH", pattern, "COUNT", 1000)
-            cursor, keys = reply
-            for key in keys:
-                text = key.decode() if isinstance(key, bytes) else str(key)
-                uid = text[len(self.prefix) + 1 : -3]
-                if _UID.fullmatch(uid):
-                    uids.append(uid)
-            if int(cursor) == 0:
-                return sorted(set(uids))
+        sync, async_ = self._sync, self._async
+        list_sync = None if sync is None else functools.partial(_listing, sync.scan_iter)
+        list_async = None if async_ is None else functools.partial(_alisting, async_.scan_iter)
+        awaiting = None if list_async is None else _awaiting
+        keys = yield Io(self._sync_call, awaiting, list_sync, list_async, pattern)
+        uids: set[str] = set()
+        for key in keys:
+            text = key.decode() if isinstance(key, bytes) else str(key)
+            uid = text[len(self.prefix) + 1 : -3]
+            if _UID.fullmatch(uid):
+                uids.add(uid)
+        return sorted(uids)
 
     def _sweep_steps(self, now: float, delete: bool) -> _Steps:
         found: list[str] = []
@@ -535,3 +536,12 @@ async def _awaiting(sync: Any, async_: Any, *args: Any) -> Any:
 
 async def _awaiting_script(sync: Any, async_: Any, keys: list[str], args: list[Any]) -> Any:
     return await async_(keys=keys, args=args)
+
+
+def _listing(scan_iter: Any, pattern: str) -> list[Any]:
+    """Every key matching ``pattern`` (the client's ``scan_iter`` walks each cluster node)."""
+    return list(scan_iter(match=pattern, count=1000))
+
+
+async def _alisting(scan_iter: Any, pattern: str) -> list[Any]:
+    return [key async for key in scan_iter(match=pattern, count=1000)]
