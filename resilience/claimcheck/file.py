@@ -49,16 +49,38 @@ def _fsync_dir(path: str) -> None:
         os.close(fd)
 
 
+def _create_locked(directory: str) -> tuple[str, int]:
+    """A new temporary file holding its ``flock`` (held while we live: sweep skips us).
+
+    A sweep can open and delete the file between its creation and our lock;
+    then the path no longer names our file, so start again with a new one.
+    """
+    for _ in range(16):
+        path = os.path.join(directory, secrets.token_hex(16) + _TMP_SUFFIX)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            mine = os.fstat(fd)
+            try:
+                named = os.stat(path)
+            except FileNotFoundError:
+                named = None
+            if named is not None and (named.st_dev, named.st_ino) == (mine.st_dev, mine.st_ino):
+                return path, fd
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)
+    raise OSError(errno.EAGAIN, f"temporary files in {directory!r} kept being swept away")
+
+
 class _FileWriter:
     __slots__ = ("_fd", "_store", "done", "path", "size")
 
     def __init__(self, store: FileBlobStore) -> None:
         self._store = store
         self.done = True  # until the file exists, there is nothing to abort
-        name = secrets.token_hex(16) + _TMP_SUFFIX
-        self.path = os.path.join(store._tmp, name)
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        fcntl.flock(self._fd, fcntl.LOCK_EX)  # held while we live: sweep skips us
+        self.path, self._fd = _create_locked(store._tmp)
         self.size = 0
         self.done = False
 

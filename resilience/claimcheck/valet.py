@@ -9,6 +9,8 @@ a range that starts past the end gives 416 with ``Content-Range: bytes */size``;
 a syntactically invalid or multi-part ``Range`` is ignored (200, the whole
 payload), as is a ``Range`` whose ``If-Range`` does not match the ETag.
 The ETag is the payload's SHA-256 digest: it never changes for a given id.
+``If-None-Match`` naming it (or ``*``) gives 304 (RFC 9110 13.1.2), evaluated
+before ``Range`` as section 13.2.2 orders.
 """
 
 from __future__ import annotations
@@ -21,7 +23,15 @@ from dataclasses import dataclass, field
 from resilience.claimcheck.claimcheck import ClaimCheck, ValetGrant
 from resilience.claimcheck.errors import PayloadMissing, TicketExpired, TicketInvalid
 
-__all__ = ["ValetPlan", "missing", "parse_range", "plan", "problem_body", "stream_or_missing"]
+__all__ = [
+    "ValetPlan",
+    "check_present",
+    "missing",
+    "parse_range",
+    "plan",
+    "problem_body",
+    "stream_or_missing",
+]
 
 PROBLEM = "application/problem+json"
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
@@ -57,6 +67,13 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     return start, end
 
 
+def _none_match(header: str, etag: str) -> bool:
+    """``If-None-Match`` names ``etag`` (weak comparison, RFC 9110 8.8.3.2) or is ``*``."""
+    if header.strip() == "*":
+        return True
+    return any(tag.strip().removeprefix("W/") == etag for tag in header.split(","))
+
+
 def problem_body(status: int, title: str, detail: str) -> bytes:
     """An RFC 9457 problem document."""
     doc = {"type": "about:blank", "title": title, "status": status, "detail": detail}
@@ -87,6 +104,7 @@ def plan(
     method: str,
     range_header: str | None = None,
     if_range: str | None = None,
+    if_none_match: str | None = None,
 ) -> ValetPlan:
     """Check the token and the request; decide status, headers and what to stream."""
     if method not in ("GET", "HEAD"):
@@ -105,6 +123,8 @@ def plan(
         ("accept-ranges", "bytes"),
         ("cache-control", "private, no-store"),
     ]
+    if if_none_match is not None and _none_match(if_none_match, etag):
+        return ValetPlan(304, common, None, grant, 0, 0)  # nothing to send: start == end
     if if_range is not None and if_range.strip() != etag:
         range_header = None
     try:
@@ -147,7 +167,7 @@ async def stream_or_missing(
     Returns the plan to send, the rest of the stream and its first chunk.
     """
     if valet.grant is None or valet.start >= valet.end:
-        return valet, None, b""
+        return await check_present(cc, valet), None, b""
     stream = cc.astream(valet.grant, valet.start, valet.end)
     try:
         first = await anext(stream, b"")
@@ -155,3 +175,22 @@ async def stream_or_missing(
         await stream.aclose()
         return missing(), None, b""
     return valet, stream, first
+
+
+async def check_present(cc: ClaimCheck, valet: ValetPlan) -> ValetPlan:
+    """The plan, or a 404 if its payload is gone: what HEAD (or an empty body) must answer.
+
+    HEAD is GET without the body (RFC 9110 9.3.2), so it reports a released
+    payload as GET would; opening an empty range asks the store without
+    reading the payload.
+    """
+    if valet.grant is None:
+        return valet
+    stream = cc.astream(valet.grant, 0, 0) if valet.grant.size else cc.astream(valet.grant)
+    try:
+        await anext(stream, b"")
+    except PayloadMissing:
+        return missing()
+    finally:
+        await stream.aclose()
+    return valet

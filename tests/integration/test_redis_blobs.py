@@ -8,10 +8,13 @@ from collections.abc import Callable, Iterator
 import pytest
 import redis
 import redis.asyncio
+import redis.asyncio.cluster
+import redis.cluster
 
 from resilience import ClaimCheck, PayloadMissing
 from resilience.events import EventBus
 from resilience.redis import RedisBlobStore
+from resilience.redis.testing import RedisClusterNodes
 from resilience.testing import FakeClock
 from tests.claimcheck_contract import SECRET, check_store_contract
 
@@ -107,3 +110,83 @@ async def test_async_client(redis_url: str) -> None:
         assert await client.keys("*") == []
     finally:
         await client.aclose()
+
+
+class _RacingClient:
+    """A redis.Redis whose first ``SET ... NX`` (a writer claiming the content index)
+    is followed, before the writer's next command, by ``meanwhile()``."""
+
+    def __init__(self, client: redis.Redis, meanwhile: Callable[[], object]) -> None:
+        self._client = client
+        self._meanwhile: Callable[[], object] | None = meanwhile
+
+    def execute_command(self, *args: object, **options: object) -> object:
+        reply = self._client.execute_command(*args, **options)
+        if args[0] == "SET" and "NX" in args and self._meanwhile is not None:
+            meanwhile, self._meanwhile = self._meanwhile, None
+            meanwhile()
+        return reply
+
+    def register_script(self, source: str) -> object:
+        return self._client.register_script(source)
+
+
+def test_the_same_bytes_checked_in_concurrently_are_stored_once(client: redis.Redis) -> None:
+    """A second check-in landing while the first files the same bytes shares its copy."""
+    data = os.urandom(20_000)
+    other = ClaimCheck(RedisBlobStore(client, chunk_size=4096), SECRET, threshold=1,
+                       events=EventBus())  # fmt: skip
+    second: list[object] = []
+    racing = RedisBlobStore(
+        _RacingClient(client, lambda: second.append(other.check_in(data))), chunk_size=4096
+    )
+    first = ClaimCheck(racing, SECRET, threshold=1, events=EventBus()).check_in(data)
+    [env] = second
+    a, b = other.ticket(first), other.ticket(env)  # type: ignore[arg-type]
+    assert a is not None and b is not None
+    assert a.blob_id == b.blob_id  # one copy
+    assert len(client.keys("rcc:{*}:m")) == 1
+    assert other.release(first) is False  # the other ticket still holds it
+    assert other.redeem(env) == data
+    assert other.release(env) is True
+    assert client.keys("*") == []
+
+
+def test_content_index_lives_as_long_as_the_payload(client: redis.Redis) -> None:
+    """A longer-lived second ticket extends the payload's keys and its content index alike,
+    so the same bytes checked in once the first ticket lapsed still find the one copy."""
+    store = RedisBlobStore(client, max_ttl=500.0)
+    short = ClaimCheck(store, SECRET, threshold=1, ttl=10.0, events=EventBus())
+    forever = ClaimCheck(store, SECRET, threshold=1, events=EventBus())
+    ticket = short.ticket(short.check_in(b"payload"))
+    assert ticket is not None
+    forever.check_in(b"payload")
+    index = f"rcc:d:{ticket.digest}"
+    assert client.pttl(index) > 400_000
+    assert all(400_000 < client.pttl(k) <= 500_000 for k in client.keys("*"))
+
+
+async def test_expired_and_sweep_on_a_cluster(redis_cluster: RedisClusterNodes) -> None:
+    """On Redis Cluster, SCAN answers per node: expired() and sweep() see every payload."""
+    port = redis_cluster.ports[0]
+    sync = redis.cluster.RedisCluster(host="127.0.0.1", port=port)
+    aio = redis.asyncio.cluster.RedisCluster(host="127.0.0.1", port=port)
+    try:
+        prefix = f"rcc-{os.urandom(4).hex()}:"
+        clock = FakeClock(1_700_000_000.0)
+        for client in (sync, aio):
+            store = RedisBlobStore(client, prefix=prefix, chunk_size=1000)
+            cc = ClaimCheck(store, SECRET, threshold=1, ttl=60.0, clock=clock, events=EventBus())
+            envs = [await cc.acheck_in(os.urandom(3000)) for _ in range(12)]
+            ids = sorted(cc.ticket(e).blob_id for e in envs)  # type: ignore[union-attr]
+            clock.advance(61)
+            if client is sync:
+                assert store.expired(clock.time()) == ids
+                assert cc.sweep() == 12
+            else:
+                assert await store.aexpired(clock.time()) == ids
+                assert await cc.asweep() == 12
+            assert list(sync.scan_iter(match=f"{prefix}*")) == []
+    finally:
+        sync.close()
+        await aio.aclose()

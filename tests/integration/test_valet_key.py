@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
+import logging
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -146,3 +149,127 @@ def test_parse_range_edges() -> None:
     assert parse_range("bytes=9-9", 10) == (9, 10)
     assert parse_range("bytes=" + "9" * 30 + "-", 10) is None
     assert parse_range("bytes=-", 10) is None
+
+
+async def test_head_answers_like_get_for_a_released_payload(kind: str, cc: ClaimCheck) -> None:
+    """HEAD is GET without the body (RFC 9110 9.3.2): 404 once the payload is gone."""
+    env = cc.check_in(DATA)
+    token = cc.grant(env, ttl=60)
+    async with serve(kind, cc) as base, aiohttp.ClientSession() as http:
+        async with http.head(f"{base}/{token}", headers={"Range": "bytes=0-9"}) as r:
+            assert r.status == 206 and r.headers["Content-Range"] == f"bytes 0-9/{len(DATA)}"
+        cc.release(env)
+        for headers in ({}, {"Range": "bytes=0-9"}):
+            async with http.get(f"{base}/{token}", headers=headers) as r:
+                assert r.status == 404
+            async with http.head(f"{base}/{token}", headers=headers) as r:
+                assert r.status == 404, headers
+                assert r.headers["Content-Type"] == "application/problem+json"
+
+
+class _CountingFileStore(FileBlobStore):
+    """A file store that counts the chunks its readers return and notes when one closes."""
+
+    def __init__(self, directory: Path) -> None:
+        super().__init__(directory, chunk_size=64 * 1024, fsync=False)
+        self.chunks_read = 0
+        self.closed = asyncio.Event()
+        self.gate = asyncio.Event()  # past 4 chunks, reads wait for it: the client is gone
+        self.loop = asyncio.get_running_loop()
+
+    def reader(self, blob_id: str, start: int = 0, end: int | None = None) -> Any:
+        inner = super().reader(blob_id, start, end)
+        store = self
+
+        class Counting:
+            def read_chunk(self) -> bytes:
+                chunk = inner.read_chunk()
+                store.chunks_read += 1
+                return chunk
+
+            async def aread_chunk(self) -> bytes:
+                if store.chunks_read >= 4:
+                    await store.gate.wait()
+                return await asyncio.to_thread(self.read_chunk)
+
+            def close(self) -> None:
+                inner.close()
+                store.loop.call_soon_threadsafe(store.closed.set)
+
+        return Counting()
+
+
+@contextlib.asynccontextmanager
+async def serve_like_run_app(kind: str, cc: ClaimCheck) -> AsyncIterator[str]:
+    """As ``serve``, but aiohttp with ``web.run_app``'s defaults (``TestServer`` cancels a
+    handler whose client left, which production servers do not)."""
+    if kind == "asgi":
+        async with serve(kind, cc) as url:
+            yield url
+        return
+    app = web.Application()
+    app.router.add_get("/{token}", valet_key_handler(cc))
+    runner = web.AppRunner(app)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+async def test_client_gone_mid_download_stops_the_read(
+    kind: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A client that hangs up early in a 32 MiB download: the server stops reading the store,
+    quietly (a cancelled download is no server error: no traceback, no 500 logged)."""
+    caplog.set_level(logging.INFO)
+    store = _CountingFileStore(tmp_path)
+    cc = ClaimCheck(store, SECRET, events=EventBus())
+    total_chunks = 512
+    env = cc.check_in(iter([os.urandom(64 * 1024)] * total_chunks))
+    token = cc.grant(env, ttl=60)
+    async with serve_like_run_app(kind, cc) as base:
+        host, port = base.removeprefix("http://").split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(f"GET /{token} HTTP/1.1\r\nHost: files\r\n\r\n".encode())
+        await writer.drain()
+        received = 0
+        async with asyncio.timeout(30):
+            while received < 128 * 1024:
+                data = await reader.read(64 * 1024)
+                assert data
+                received += len(data)
+        writer.transport.abort()  # the client is gone, while the server waits for a chunk
+        await asyncio.sleep(0.1)  # (the server runs on this loop: it sees the reset now)
+        store.gate.set()
+        async with asyncio.timeout(30):
+            await store.closed.wait()
+    assert store.chunks_read < total_chunks // 2
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == []
+
+
+async def test_if_none_match_gives_304(kind: str, cc: ClaimCheck) -> None:
+    """RFC 9110 13.1.2: a GET or HEAD whose If-None-Match names the ETag gets 304, no body."""
+    env = cc.check_in(DATA)
+    token = cc.grant(env, ttl=60)
+    ticket = cc.ticket(env)
+    assert ticket is not None
+    etag = f'"{ticket.digest}"'
+    async with serve(kind, cc) as base, aiohttp.ClientSession() as http:
+        for value in (etag, f"W/{etag}", "*", f'"other", {etag}'):
+            ranged = {"If-None-Match": value, "Range": "bytes=0-9"}
+            for headers in ({"If-None-Match": value}, ranged):
+                async with http.get(f"{base}/{token}", headers=headers) as r:
+                    assert r.status == 304, headers
+                    assert r.headers["ETag"] == etag and await r.read() == b""
+                async with http.head(f"{base}/{token}", headers=headers) as r:
+                    assert r.status == 304, headers
+        async with http.get(f"{base}/{token}", headers={"If-None-Match": '"other"'}) as r:
+            assert r.status == 200 and await r.read() == DATA
+        cc.release(env)
+        async with http.get(f"{base}/{token}", headers={"If-None-Match": etag}) as r:
+            assert r.status == 404  # preconditions only apply where GET would succeed

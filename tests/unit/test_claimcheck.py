@@ -397,3 +397,29 @@ async def test_file_store_async_path_leaves_the_loop_free(
     monkeypatch.undo()
     assert seen_threads and loop_thread not in seen_threads
     assert await cc.aredeem(env) == data
+
+
+def test_sweep_between_a_writers_create_and_lock_spares_its_upload(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sweep that lands after a writer created its temporary file but before it took the
+    flock must not make that check-in fail (it deleted the file under the writer)."""
+    import fcntl
+
+    store = FileBlobStore(tmp_path, fsync=False)
+    cc = make(store, threshold=1)
+    real_flock = fcntl.flock
+    raced: list[int] = []
+
+    def flock_after_a_sweep(fd: int, operation: int) -> None:
+        if operation == fcntl.LOCK_EX and not raced and os.listdir(tmp_path / "tmp"):
+            raced.append(store.sweep(0.0))  # another thread's sweep, in the window
+        real_flock(fd, operation)
+
+    monkeypatch.setattr(fcntl, "flock", flock_after_a_sweep)
+    data = os.urandom(10_000)
+    env = cc.check_in(data)
+    monkeypatch.undo()
+    assert raced == [1]  # the sweep did find the unlocked temporary file
+    assert cc.redeem(env) == data
+    assert os.listdir(tmp_path / "tmp") == []

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from resilience.claimcheck.claimcheck import ClaimCheck
-from resilience.claimcheck.valet import plan, stream_or_missing
+from resilience.claimcheck.valet import check_present, plan, stream_or_missing
 
 __all__ = ["valet_key_handler"]
 
@@ -29,13 +29,20 @@ def valet_key_handler(cc: ClaimCheck) -> Handler:
     async def handle(request: web.Request) -> web.StreamResponse:
         token = request.match_info.get("token") or request.path.rsplit("/", 1)[-1]
         method = "GET" if request.method == "HEAD" else request.method
+        headers = request.headers
         valet = plan(
-            cc, token, method, request.headers.get("Range"), request.headers.get("If-Range")
+            cc,
+            token,
+            method,
+            headers.get("Range"),
+            headers.get("If-Range"),
+            headers.get("If-None-Match"),
         )
+        stream, first = None, b""
         if valet.body is None and request.method != "HEAD":
             valet, stream, first = await stream_or_missing(cc, valet)
-        else:
-            stream, first = None, b""
+        elif valet.body is None:
+            valet = await check_present(cc, valet)
         response = web.StreamResponse(status=valet.status)
         for name, value in valet.headers:
             response.headers[name] = value
@@ -50,7 +57,10 @@ def valet_key_handler(cc: ClaimCheck) -> Handler:
             try:
                 chunk = first
                 while chunk:
-                    await response.write(chunk)
+                    try:
+                        await response.write(chunk)
+                    except ConnectionError:  # the client hung up: not a server error
+                        return response
                     chunk = await anext(stream, b"")
             finally:
                 await stream.aclose()

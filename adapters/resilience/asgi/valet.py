@@ -10,9 +10,11 @@ connection is closed, so the client never mistakes it for complete).
 
 from __future__ import annotations
 
+import asyncio
+
 from resilience.asgi._asgi import Receive, Scope, Send
 from resilience.claimcheck.claimcheck import ClaimCheck
-from resilience.claimcheck.valet import plan, problem_body, stream_or_missing
+from resilience.claimcheck.valet import check_present, plan, problem_body, stream_or_missing
 
 __all__ = ["ValetKeyApp"]
 
@@ -61,12 +63,14 @@ class ValetKeyApp:
             scope.get("method", "GET"),
             _header(scope, b"range"),
             _header(scope, b"if-range"),
+            _header(scope, b"if-none-match"),
         )
         if valet.body is not None:
             await _send(send, valet.status, valet.headers, valet.body)
             return
         head = scope.get("method") == "HEAD"
         if head:
+            valet = await check_present(self.cc, valet)
             await _send(send, valet.status, valet.headers, b"")
             return
         valet, stream, first = await stream_or_missing(self.cc, valet)
@@ -75,17 +79,37 @@ class ValetKeyApp:
             return
         headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in valet.headers]
         await send({"type": "http.response.start", "status": valet.status, "headers": headers})
+        gone = asyncio.Event()
+        watcher = asyncio.create_task(_watch_disconnect(receive, gone))
         try:
             chunk = first
             while chunk:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                await asyncio.sleep(0)  # let the watcher see a disconnect between chunks
+                if gone.is_set():
+                    return  # the client hung up: stop reading the store
                 chunk = await anext(stream, b"")
         finally:
+            watcher.cancel()
             await stream.aclose()
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     def __repr__(self) -> str:
         return f"ValetKeyApp({self.cc!r})"
+
+
+async def _watch_disconnect(receive: Receive, gone: asyncio.Event) -> None:
+    """Set ``gone`` on ``http.disconnect``: servers such as uvicorn drop the body of a
+    ``send`` after the client left instead of raising, so without this the whole
+    payload would still be read from the store for nobody."""
+    try:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                break
+    except Exception:  # a server whose receive() fails once the client is gone
+        pass
+    gone.set()
 
 
 async def _send(send: Send, status: int, headers: list[tuple[str, str]], body: bytes) -> None:

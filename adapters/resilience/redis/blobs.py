@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import inspect
 import math
 import re
@@ -117,6 +118,14 @@ if ARGV[3] == '1' then return delete_all(KEYS[1], KEYS[2], ARGV[2]) end
 return 1
 """
 )
+
+# KEYS: index.  ARGV: uid, ttl ms.  Make the index entry, if it still names this payload,
+# live at least ttl ms (as long as the payload's longest-lived reference).
+_EXTEND_INDEX = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 1
+"""
 
 # KEYS: index.  ARGV: uid.  Delete the index entry only if it still names this upload.
 _UNINDEX = """
@@ -265,6 +274,7 @@ class RedisBlobStore:
             ("release", _RELEASE),
             ("sweep_one", _SWEEP_ONE),
             ("unindex", _UNINDEX),
+            ("extend_index", _EXTEND_INDEX),
         ):
             self._scripts[name] = (
                 None if self._sync is None else self._sync.register_script(source),
@@ -346,33 +356,41 @@ class RedisBlobStore:
         ttl = self._ttl_ms(expires_at, now)
         exp = self._expiry_ms(expires_at)
         index = self._index(digest)
+        uid = writer.uid
+        filed = False  # our copy is committed; the index names only committed payloads
         for _ in range(3):  # the index can point at a payload that expired meanwhile
             existing = yield self._cmd("GET", index)
             if existing is not None:
-                uid = existing.decode() if isinstance(existing, bytes) else str(existing)
-                if _UID.fullmatch(uid):
+                other = existing.decode() if isinstance(existing, bytes) else str(existing)
+                if _UID.fullmatch(other) and other != uid:
                     added = yield self._script(
                         "add_ref",
-                        [self._meta(uid), self._refs(uid)],
-                        [ref, exp, ttl, self._chunk_prefix(uid)],
+                        [self._meta(other), self._refs(other)],
+                        [ref, exp, ttl, self._chunk_prefix(other)],
                     )
-                    if added:
-                        yield from writer._delete_steps()
+                    if added:  # the same bytes are stored already: drop our copy
+                        yield self._script("extend_index", [index], [other, ttl])
+                        if filed:
+                            yield from self._release_steps(uid, ref)
+                        else:
+                            yield from writer._delete_steps()
                         writer.done = True
-                        return uid
+                        return other
                 yield self._script("unindex", [index], [existing])
-            claimed = yield self._cmd("SET", index, writer.uid, "NX", "PX", ttl)
-            if claimed:
-                uid = writer.uid
+            if not filed:
                 yield self._script(
                     "commit",
                     [self._meta(uid), self._refs(uid)],
                     [size, digest, writer.chunks, self.chunk_size, ref, exp, ttl,
                      self._chunk_prefix(uid)],
                 )  # fmt: skip
+                filed = True
+            claimed = yield self._cmd("SET", index, uid, "NX", "PX", ttl)
+            if claimed:
                 writer.done = True
                 return uid
-        raise RuntimeError("content index kept changing; giving up after 3 attempts")
+        writer.done = True  # the index kept changing: our copy is filed, just not shared
+        return uid
 
     def commit(
         self,
@@ -464,19 +482,19 @@ class RedisBlobStore:
 
     def _scan_steps(self) -> _Steps:
         """Uids of every committed payload (SCAN over the meta keys; per node on a cluster)."""
-        uids: list[str] = []
-        cursor: Any = 0
         pattern = f"{self.prefix}{{*}}:m"
-        while True:
-            reply = yield self._cmd("SCAN", cursor, "MATCH", pattern, "COUNT", 1000)
-            cursor, keys = reply
-            for key in keys:
-                text = key.decode() if isinstance(key, bytes) else str(key)
-                uid = text[len(self.prefix) + 1 : -3]
-                if _UID.fullmatch(uid):
-                    uids.append(uid)
-            if int(cursor) == 0:
-                return sorted(set(uids))
+        sync, async_ = self._sync, self._async
+        list_sync = None if sync is None else functools.partial(_listing, sync.scan_iter)
+        list_async = None if async_ is None else functools.partial(_alisting, async_.scan_iter)
+        awaiting = None if list_async is None else _awaiting
+        keys = yield Io(self._sync_call, awaiting, list_sync, list_async, pattern)
+        uids: set[str] = set()
+        for key in keys:
+            text = key.decode() if isinstance(key, bytes) else str(key)
+            uid = text[len(self.prefix) + 1 : -3]
+            if _UID.fullmatch(uid):
+                uids.add(uid)
+        return sorted(uids)
 
     def _sweep_steps(self, now: float, delete: bool) -> _Steps:
         found: list[str] = []
@@ -518,3 +536,12 @@ async def _awaiting(sync: Any, async_: Any, *args: Any) -> Any:
 
 async def _awaiting_script(sync: Any, async_: Any, keys: list[str], args: list[Any]) -> Any:
     return await async_(keys=keys, args=args)
+
+
+def _listing(scan_iter: Any, pattern: str) -> list[Any]:
+    """Every key matching ``pattern`` (the client's ``scan_iter`` walks each cluster node)."""
+    return list(scan_iter(match=pattern, count=1000))
+
+
+async def _alisting(scan_iter: Any, pattern: str) -> list[Any]:
+    return [key async for key in scan_iter(match=pattern, count=1000)]
