@@ -93,3 +93,17 @@ async def sleep_async(clock: Clock, seconds: float) -> None:
     if sleeper is None:
         raise TypeError(f"{clock!r} has no asleep(); pass a clock that can wait")
     await sleeper(seconds)
+
+
+async def wait_until_async(clock: Clock, deadline: float) -> None:
+    """Wait until ``clock`` reads ``deadline``: a deadline, not a sleep.
+
+    A clock with ``wait_until`` (``FakeClock``) waits without moving time, so a
+    deadline racing the work it bounds (a timeout's watchdog, a queue timeout)
+    never expires it by itself; any other clock is slept on for what is left.
+    """
+    waiter = getattr(clock, "wait_until", None)
+    if waiter is not None:
+        await waiter(deadline)
+    else:
+        await sleep_async(clock, max(0.0, deadline - clock.monotonic()))

@@ -110,9 +110,8 @@ class FakeClock:
         there (``advance``, ``set``, a sleep on an auto-advancing clock, or the
         ``autojump``), or at once if ``when`` has passed.  For deadlines a thread
         waits out without a timer thread of its own (the bulkhead's sync queue
-        timeout): nothing is
-        left blocked when the wait ends early, and an auto-advancing clock does
-        not expire the wait by itself.
+        timeout): nothing is left blocked when the wait ends early, and an
+        auto-advancing clock does not expire the wait by itself.
         """
         if not math.isfinite(when):
             raise ValueError(f"call_at() needs a finite time, got {when!r}")
@@ -197,16 +196,7 @@ class FakeClock:
             self.advance(seconds)
             await asyncio.sleep(0)  # a real suspension point, as a real sleep would be
             return
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[None] = loop.create_future()
-        with self._cond:
-            deadline = self._now + seconds
-            if deadline <= self._now:
-                future.set_result(None)
-            else:
-                self._seq += 1
-                heapq.heappush(self._waiters, (deadline, self._seq, loop, future))
-        await future
+        await self._reached(self._now + seconds)
 
     async def wait_until(self, when: float) -> None:
         """Wait until the clock reads ``when`` or later, *without* moving it.
@@ -218,6 +208,10 @@ class FakeClock:
         """
         if not math.isfinite(when):
             raise ValueError(f"wait_until() needs a finite time, got {when!r}")
+        await self._reached(when)
+
+    async def _reached(self, when: float) -> None:
+        """Await the clock reading ``when`` (a manual sleep, or a deadline)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
         with self._cond:
@@ -225,7 +219,7 @@ class FakeClock:
                 return
             self._seq += 1
             heapq.heappush(self._waiters, (when, self._seq, loop, future))
-            self._watch_deadlines()
+            self._watch_deadlines()  # (starts nothing on a manual clock)
         await future  # cancelling the waiting task cancels the future: no longer pending
 
     @property

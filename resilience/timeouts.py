@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable
 from typing import ParamSpec, TypeVar
 
 from resilience import _validate
-from resilience.clock import Clock, SystemClock, now_function, resolve_clock, sleep_async
+from resilience.clock import Clock, SystemClock, now_function, resolve_clock, wait_until_async
 from resilience.policy import Policy
 
 __all__ = ["Timeout", "timeout"]
@@ -88,11 +88,7 @@ class Timeout(Policy):
 
     async def _expire(self, scope: asyncio.Timeout, deadline: float) -> None:
         """Fire ``scope`` once the injected clock reaches ``deadline``."""
-        wait_until = getattr(self._clock, "wait_until", None)
-        if wait_until is not None:
-            await wait_until(deadline)
-        else:
-            await sleep_async(self._clock, deadline - self._now())
+        await wait_until_async(self._clock, deadline)
         scope.reschedule(asyncio.get_running_loop().time())
 
     def __repr__(self) -> str:

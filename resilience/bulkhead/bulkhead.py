@@ -32,8 +32,8 @@ from resilience.clock import (
     SystemClock,
     now_function,
     resolve_clock,
-    sleep_async,
     sleep_sync,
+    wait_until_async,
 )
 from resilience.errors import BulkheadFull, PrebuiltRefusal
 from resilience.events import BulkheadRejected, EventBus, resolve_bus
@@ -361,11 +361,7 @@ class Bulkhead(Policy):
                 timer.cancel()
 
     async def _expire_task(self, future: asyncio.Future[None], deadline: float) -> None:
-        wait_until = getattr(self.clock, "wait_until", None)
-        if wait_until is not None:  # FakeClock: wait without moving time
-            await wait_until(deadline)
-        else:
-            await sleep_async(self.clock, max(0.0, deadline - self._now()))
+        await wait_until_async(self.clock, deadline)
         if not future.done():
             future.set_exception(TimeoutError())
 
